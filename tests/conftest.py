@@ -1,0 +1,43 @@
+"""Shared test fixtures: loading numbered stage scripts, the real sample data, tiny corpora."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def load_script(relpath: str):
+    """Import a stage script such as ``lda/02_learn_lda.py`` as a module (names start with digits)."""
+    path = ROOT / relpath
+    name = "script_" + relpath.replace("/", "_").replace(".py", "")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real dataset samples in ../shared/data; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA} (only present in the project workspace)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory) -> Path:
+    """A small demo corpus generated once per test session (all three dataset layouts)."""
+    from texttopicnet.synthetic import generate
+
+    out = tmp_path_factory.mktemp("demo_corpus")
+    generate(out, seed=0, scale=0.25)
+    return out
