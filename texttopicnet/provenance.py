@@ -82,7 +82,7 @@ def write_meta(out_dir: str | os.PathLike, stage: str, args: argparse.Namespace 
             outs[os.path.relpath(p, out_dir)] = _fingerprint(p)
     meta = {
         "stage": stage,
-        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
         "args": _jsonable_args(args),
         "argv": sys.argv,
         "git_commit": git_commit(),

@@ -1,0 +1,82 @@
+"""Atomic writes, meta.json provenance and the stage-done check."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from texttopicnet import io, provenance
+
+
+def test_atomic_open_leaves_no_file_on_error(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with io.atomic_open(target) as fh:
+            fh.write("{half")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []  # the temporary file is cleaned up too
+
+
+def test_atomic_open_keeps_old_content_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    io.write_text(target, "old")
+    with pytest.raises(KeyboardInterrupt):
+        with io.atomic_open(target) as fh:
+            fh.write("new but unfinished")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old"
+
+
+def test_save_npy_roundtrip_and_exact_name(tmp_path):
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    io.save_npy(tmp_path / "labels.npy", arr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy"]
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), arr)
+
+
+def test_write_lines_rejects_newlines(tmp_path):
+    io.write_lines(tmp_path / "index.txt", ["a", "b c"])
+    assert io.read_lines(tmp_path / "index.txt") == ["a", "b c"]
+    with pytest.raises(ValueError):
+        io.write_lines(tmp_path / "bad.txt", ["a\nb"])
+    assert not (tmp_path / "bad.txt").exists()
+
+
+def test_json_numpy_values(tmp_path):
+    io.write_json(tmp_path / "x.json", {"a": np.float32(0.5), "b": np.int64(3), "c": np.arange(2)})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 0.5, "b": 3, "c": [0, 1]}
+
+
+def test_meta_marks_stage_done_and_detects_changes(tmp_path):
+    out = tmp_path / "stage"
+    out.mkdir()
+    data = out / "labels.npy"
+    io.save_npy(data, np.ones((2, 3), np.float32))
+    assert not provenance.stage_is_done(out, "labels")
+    provenance.write_meta(out, "labels", {"seed": 3, "out": tmp_path}, inputs=[data], outputs=[data])
+    meta = provenance.read_meta(out)
+    assert meta["stage"] == "labels" and meta["args"]["seed"] == 3 and meta["args"]["out"] == str(tmp_path)
+    assert meta["versions"]["numpy"] == np.__version__
+    assert meta["outputs"] == {"labels.npy": io.sha256_file(data)}
+    assert provenance.stage_is_done(out, "labels")
+    assert not provenance.stage_is_done(out, "other-stage")
+    io.save_npy(data, np.zeros((2, 3), np.float32))  # an output changed after the stage finished
+    assert not provenance.stage_is_done(out, "labels")
+    provenance.write_meta(out, "labels", {}, outputs=[data])
+    os.remove(data)
+    assert not provenance.stage_is_done(out, "labels")
+    provenance.invalidate(out)
+    assert provenance.read_meta(out) is None
+
+
+def test_large_outputs_fingerprinted_by_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(provenance, "_HASH_LIMIT", 10)
+    big = tmp_path / "images.npy"
+    big.write_bytes(b"x" * 100)
+    provenance.write_meta(tmp_path, "pack", {}, outputs=[big])
+    assert provenance.read_meta(tmp_path)["outputs"]["images.npy"] == "size:100"
+    assert provenance.stage_is_done(tmp_path, "pack")
+    big.write_bytes(b"x" * 50)  # truncated
+    assert not provenance.stage_is_done(tmp_path, "pack")

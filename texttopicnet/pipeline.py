@@ -1,0 +1,267 @@
+"""The whole TextTopicNet pipeline as a graph of stage scripts, with skip/force/from/only.
+
+Every stage runs through its own script (``lda/``, ``cnn/``, ``experiments/``) in a
+subprocess, exactly as a user would run it by hand. The runner adds what single
+scripts cannot know:
+
+- **skipping**: a stage is skipped when every output folder holds a valid
+  ``meta.json`` (outputs re-checksummed) *and* the ``meta.json`` files of the stages
+  it depends on are the ones it was run against (recorded in ``RUN/pipeline.json``).
+  So deleting one stage's output reruns that stage and everything downstream of it.
+- ``--force`` (everything), ``--from STAGE`` (that stage and all after it),
+  ``--only STAGE`` (just that one, even if its inputs are stale).
+- a failed stage stops the run, naming the stage and the command that reproduces it.
+
+Used by ``run_pipeline.py``; see there for the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import UserError
+from .io import read_json, write_json
+from .provenance import META_NAME, stage_is_done
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    help: str
+    # (script relative to the project root, argv) pairs; one stage may run a script several times
+    commands: Callable[["Settings"], list[tuple[str, list[str]]]]
+    outputs: Callable[["Settings"], list[Path]]  # folders that each hold a meta.json when done
+    deps: tuple[str, ...] = ()
+    enabled: Callable[["Settings"], bool] = lambda s: True
+    inline: Callable[["Settings"], None] | None = None  # run in-process instead of commands
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything the stages need to know, resolved from the command line."""
+
+    run_dir: Path
+    data_root: Path
+    dataset: str = "demo"  # "demo" | "paper"
+    weights: str = "trained"  # "trained" | "published"
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 2
+    scale: float = 1.0
+    num_topics: int = 40
+    no_below: int = 20
+    no_above: float = 0.5
+    passes: int | None = None
+    train_preset: str = "paper"
+    train_overrides: tuple[str, ...] = ()
+    svm_layers: tuple[str, ...] = ("pool5", "fc6", "fc7")
+    pretrained_dir: Path = PROJECT_ROOT / "pretrained"
+
+    @property
+    def trained_weights(self) -> Path:
+        if self.weights == "published":
+            return self.pretrained_dir / "TextTopicNet_Wikipedia_ImageCLEF_40Topics.safetensors"
+        return self.run_dir / "train" / "model.safetensors"
+
+    @property
+    def lda_dir(self) -> Path:
+        return self.pretrained_dir if self.weights == "published" else self.run_dir / "lda"
+
+    @property
+    def tags(self) -> list[tuple[str, str]]:
+        """(tag, weights spec) of every network the experiments compare."""
+        main_tag = "published" if self.weights == "published" else "trained"
+        return [(main_tag, str(self.trained_weights)), ("random", "random")]
+
+
+def demo_settings(run_dir: Path, data_root: Path | None = None, **kw) -> Settings:
+    """The embedded demo: a small generated corpus sized to run end to end in minutes on 2 CPU cores."""
+    s = Settings(run_dir=run_dir, data_root=data_root or run_dir / "data", dataset="demo",
+                 num_topics=12, no_below=3, no_above=0.5, passes=10, train_preset="demo")
+    for k, v in kw.items():
+        setattr(s, k, v)
+    return s
+
+
+def paper_settings(run_dir: Path, data_root: Path, **kw) -> Settings:
+    """The paper's protocol on the real datasets (REFERENCE.md): 40 topics, no_below 20, no_above 0.5."""
+    s = Settings(run_dir=run_dir, data_root=data_root, dataset="paper", num_topics=40, no_below=20,
+                 no_above=0.5, passes=None, train_preset="paper")
+    for k, v in kw.items():
+        setattr(s, k, v)
+    return s
+
+
+def _common(s: Settings) -> list[str]:
+    return ["--out", str(s.run_dir)]
+
+
+def _lda_args(s: Settings) -> list[str]:
+    args = _common(s) + ["--num-topics", str(s.num_topics), "--no-below", str(s.no_below),
+                         "--no-above", str(s.no_above), "--seed", str(s.seed), "--workers", str(s.workers)]
+    if s.passes is not None:
+        args += ["--passes", str(s.passes)]
+    if s.dataset == "demo":
+        args += ["--reproducible"]  # single-process LDA: the demo's numbers repeat exactly
+    return args
+
+
+def _report_inline(s: Settings) -> None:
+    from .report import build_report
+
+    build_report(s)
+
+
+def build_stages() -> list[Stage]:
+    R = lambda s, *p: s.run_dir.joinpath(*p)  # noqa: E731
+    trains = lambda s: s.weights == "trained"  # noqa: E731
+    stages = [
+        Stage("corpus", "generate the embedded demo corpus (all three dataset layouts)",
+              lambda s: [("data/make_synthetic.py", ["--out", str(s.data_root), "--seed", str(s.seed),
+                                                     "--scale", str(s.scale)])],
+              lambda s: [],  # checked through synthetic.json below
+              enabled=lambda s: s.dataset == "demo"),
+        Stage("pairs", "training pairs: images kept by the paper's filters, with their articles",
+              lambda s: [("lda/01_build_train_dict.py", ["--data-root", str(s.data_root), "--workers",
+                                                         str(s.workers)] + _common(s))],
+              lambda s: [R(s, "pairs")], deps=("corpus",), enabled=trains),
+        Stage("lda", "text preprocessing and the LDA topic model",
+              lambda s: [("lda/02_learn_lda.py", _lda_args(s))],
+              lambda s: [R(s, "lda")], deps=("pairs",), enabled=trains),
+        Stage("labels", "per-image topic distributions (the CNN's targets)",
+              lambda s: [("lda/03_generate_labels.py", _common(s) + ["--workers", str(s.workers)])],
+              lambda s: [R(s, "labels")], deps=("lda",), enabled=trains),
+        Stage("pack", "decode + resize every training image once into a uint8 store",
+              lambda s: [("cnn/01_pack_images.py", _common(s) + ["--workers", str(s.workers)])],
+              lambda s: [R(s, "packed")], deps=("labels",), enabled=trains),
+        Stage("train", "train CaffeNet to predict the topic distribution from pixels",
+              lambda s: [("cnn/02_train.py", _common(s) + ["--preset", s.train_preset, "--device", s.device,
+                                                          "--seed", str(s.seed)] + list(s.train_overrides))],
+              lambda s: [R(s, "train")], deps=("pack",), enabled=trains),
+        Stage("voc_svm", "VOC2007-layout classification with linear SVMs on pool5/fc6/fc7",
+              lambda s: [("experiments/voc2007_classification.py",
+                          _common(s) + ["--weights", w, "--tag", t, "--data-root", str(s.data_root),
+                                        "--device", s.device, "--seed", str(s.seed), "--workers", str(s.workers),
+                                        "--layers", *s.svm_layers]) for t, w in s.tags],
+              lambda s: [R(s, "voc_svm", t) for t, _ in s.tags], deps=("train", "corpus")),
+        Stage("retrieval", "Wikipedia-layout cross-modal retrieval, both directions",
+              lambda s: [("experiments/multimodal_retrieval.py",
+                          _common(s) + ["--weights", w, "--tag", t, "--lda", str(s.lda_dir), "--data-root",
+                                        str(s.data_root), "--device", s.device, "--seed", str(s.seed)])
+                         for t, w in s.tags],
+              lambda s: [R(s, "retrieval", t) for t, _ in s.tags], deps=("train", "lda", "corpus")),
+        Stage("report", "results report (markdown + HTML + figures)", lambda s: [],
+              lambda s: [R(s, "report")], deps=("train", "voc_svm", "retrieval"), inline=_report_inline),
+    ]
+    return stages
+
+
+STAGE_NAMES = [st.name for st in build_stages()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Skip logic
+
+
+def _stage_fingerprint(s: Settings, stage: Stage) -> str | None:
+    """A hash of the meta.json files a finished stage left (None when not finished)."""
+    if stage.name == "corpus":
+        marker = s.data_root / "synthetic.json"
+        return hashlib.sha256(marker.read_bytes()).hexdigest() if marker.is_file() else None
+    h = hashlib.sha256()
+    for out in stage.outputs(s):
+        meta = out / META_NAME
+        if not meta.is_file():
+            return None
+        h.update(meta.read_bytes())
+    return h.hexdigest()
+
+
+class Runner:
+    """Runs the enabled stages in order; see the module docstring for the skip rules."""
+
+    def __init__(self, settings: Settings, stages: Sequence[Stage] | None = None, log=print):
+        self.s = settings
+        self.stages = [st for st in (stages or build_stages()) if st.enabled(settings)]
+        self.by_name = {st.name: st for st in self.stages}
+        self.log = log
+        self.state_path = settings.run_dir / "pipeline.json"
+        self.state = read_json(self.state_path) if self.state_path.is_file() else {"stages": {}}
+        self.timings: dict[str, float] = {}
+
+    def _deps_fingerprint(self, stage: Stage) -> dict[str, str | None]:
+        return {d: _stage_fingerprint(self.s, self.by_name[d]) for d in stage.deps if d in self.by_name}
+
+    def is_current(self, stage: Stage) -> bool:
+        """Finished, outputs intact, and run against the current outputs of its dependencies."""
+        if stage.name == "corpus":
+            return _stage_fingerprint(self.s, stage) is not None
+        outs = stage.outputs(self.s)
+        if not outs or not all(stage_is_done(o) for o in outs):
+            return False
+        recorded = self.state["stages"].get(stage.name, {}).get("deps")
+        return recorded == self._deps_fingerprint(stage)
+
+    def command_line(self, script: str, argv: list[str]) -> str:
+        return " ".join(shlex.quote(x) for x in ["python", script, *argv])
+
+    def run(self, force: bool = False, from_stage: str | None = None, only: str | None = None) -> dict:
+        for name in (from_stage, only):
+            if name is not None and name not in self.by_name:
+                raise UserError(f"unknown or disabled stage {name!r}; stages here: {', '.join(self.by_name)}")
+        names = [st.name for st in self.stages]
+        start = names.index(from_stage) if from_stage else 0
+        t_all = time.time()
+        for stage in self.stages[start:]:
+            if only and stage.name != only:
+                continue
+            explicit = force or from_stage is not None or only is not None
+            if not explicit and self.is_current(stage):
+                self.log(f"[{stage.name}] up to date, skipped")
+                continue
+            # A stage whose own outputs are complete but stale (its inputs changed) must be told to
+            # redo them; an unfinished one is not forced, so that it resumes from its checkpoint.
+            self._run_stage(stage, force=explicit or self._finished(stage))
+        self.log(f"pipeline finished in {time.time() - t_all:.1f} s")
+        return self.timings
+
+    def _finished(self, stage: Stage) -> bool:
+        if stage.name == "corpus":
+            return _stage_fingerprint(self.s, stage) is not None
+        outs = stage.outputs(self.s)
+        return bool(outs) and any(stage_is_done(o) for o in outs)
+
+    def _run_stage(self, stage: Stage, force: bool) -> None:
+        self.log(f"[{stage.name}] {stage.help} ...")
+        t0 = time.time()
+        if stage.inline is not None:
+            stage.inline(self.s)
+        for script, argv in stage.commands(self.s):
+            argv = list(argv) + (["--force"] if force else [])
+            cmd = [sys.executable, str(PROJECT_ROOT / script), *argv]
+            env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env)
+            if proc.returncode != 0:
+                raise StageFailed(stage.name, self.command_line(script, argv), proc.returncode)
+        elapsed = time.time() - t0
+        self.timings[stage.name] = elapsed
+        self.state["stages"][stage.name] = {"deps": self._deps_fingerprint(stage), "seconds": round(elapsed, 2),
+                                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(self.state_path, self.state)
+        self.log(f"[{stage.name}] done in {elapsed:.1f} s")
+
+
+class StageFailed(UserError):
+    def __init__(self, stage: str, command: str, code: int):
+        super().__init__(f"stage '{stage}' failed (exit code {code}). Rerun it with:\n  {command}")
+        self.stage, self.command, self.code = stage, command, code

@@ -1,0 +1,183 @@
+"""The run report: ``RUN/report/report.md``, ``report.html`` (self-contained) and ``figures/``.
+
+Built from the files the stages wrote (see :mod:`.collect`); every number comes from
+the run. The trained (or published) network is always shown beside the random-init
+baseline of the same architecture and the chance level, and, for ``--dataset paper``,
+beside the paper's reported numbers.
+
+    from texttopicnet.report import build_report
+    build_report(settings)          # settings: texttopicnet.pipeline.Settings
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..io import write_text
+from ..provenance import write_meta
+from .collect import collect
+from .figures import ap_bars, loss_curve, retrieval_examples, topic_gallery
+from .render import fmt, to_html, to_markdown
+
+STAGE = "report"
+
+
+def _voc_chance(data_root: Path) -> tuple[list[str], dict[str, float]] | None:
+    """Chance AP per class = positives / (positives + negatives) on test (0-labelled ignored)."""
+    try:
+        from ..datasets.voc import find_voc_root, load_voc_split
+
+        split = load_voc_split(find_voc_root(data_root), "test")
+    except Exception:
+        return None
+    pos = (split.labels == 1).sum(0)
+    neg = (split.labels == -1).sum(0)
+    return split.classes, {c: float(p / max(p + n, 1)) for c, p, n in zip(split.classes, pos, neg)}
+
+
+def _svm_blocks(data: dict, chance: dict | None, fig_dir: Path, paper: dict | None) -> list:
+    blocks: list = [("h", 2, "PASCAL VOC2007-layout classification (linear SVMs)")]
+    svm = data["svm"]
+    if not svm:
+        return blocks + [("p", "Not run yet.")]
+    tags = [t for t in data["tags"] if t in svm]
+    header = ["features"] + [f"{t} mAP (%)" for t in tags] + ["chance mAP (%)"]
+    if paper:
+        header.append("paper mAP (%)")
+    rows = []
+    chance_map = float(np.mean(list(chance.values()))) if chance else None
+    for layer in data["layers"]:
+        row = [layer] + [fmt((svm[t].get(layer) or {}).get("map"), pct=True) for t in tags] + [fmt(chance_map, pct=True)]
+        if paper:
+            row.append(fmt(((paper.get("voc07_svm") or {}).get(layer)), 1))
+        rows.append(row)
+    blocks.append(("table", header, rows))
+    blocks.append(("p", "Official VOC2007 AP (11-point interpolated; images labelled 0 ignored); `StandardScaler` + "
+                        "one-vs-rest `LinearSVC`, C chosen per class on val, retrained on trainval, scored on test. "
+                        "Chance = fraction of positives per class (a random ranking's expected AP)."))
+    best = max(data["layers"], key=lambda l: (svm.get(tags[0], {}).get(l) or {}).get("map", -1))
+    first = svm[tags[0]].get(best)
+    if first:
+        classes = first["classes"]
+        series = {t: (svm[t].get(best) or {}).get("ap", {}) for t in tags}
+        path = ap_bars(classes, series, f"Per-class AP, {best} features", fig_dir / "voc_ap_bars.png")
+        rows = [[c] + [fmt(series[t].get(c), pct=True) for t in tags] + [fmt((chance or {}).get(c), pct=True)]
+                + [fmt((first.get("chosen_C") or {}).get(c), 6)] for c in classes]
+        blocks.append(("h", 3, f"Per class ({best})"))
+        blocks.append(("table", ["class"] + [f"{t} AP" for t in tags] + ["chance", f"C ({tags[0]})"], rows))
+        if path:
+            blocks.append(("img", path, f"Per-class AP with {best} features: {' vs '.join(tags)}"))
+    return blocks
+
+
+def _retrieval_blocks(data: dict, fig_dir: Path, paper: dict | None) -> list:
+    blocks: list = [("h", 2, "Cross-modal retrieval (Wikipedia-dataset layout, test split)")]
+    ret = data["retrieval"]
+    if not ret:
+        return blocks + [("p", "Not run yet.")]
+    tags = [t for t in data["tags"] if t in ret]
+    header = ["query -> database"] + [f"{t} mAP" for t in tags] + ["chance mAP"]
+    if paper:
+        header.append("paper mAP")
+    rows = []
+    for key, label, pkey in (("img2txt", "image -> texts", "wiki_img2txt"), ("txt2img", "text -> images", "wiki_txt2img")):
+        first = ret[tags[0]]
+        row = [label] + [fmt(ret[t].get(f"{key}_map"), 3) for t in tags] + [fmt(first.get(f"chance_{key}"), 3)]
+        if paper:
+            row.append(fmt(paper.get(pkey), 3))
+        rows.append(row)
+    blocks.append(("table", header, rows))
+    blocks.append(("p", "Texts are projected with the LDA model, images through the network's sigmoid output; ranked by "
+                        "KL(text || image); relevant = same category; AP over the full ranking, mAP over all queries."))
+    per = ret[tags[0]].get("per_category") or {}
+    if per:
+        rows = [[name] + [fmt(((ret[t].get("per_category") or {}).get(name) or {}).get(d), 3)
+                          for t in tags for d in ("img2txt", "txt2img")] + [str(v.get("n", "-"))]
+                for name, v in per.items()]
+        blocks.append(("h", 3, "Per category"))
+        blocks.append(("table", ["category"] + [f"{t} {d}" for t in tags for d in ("img->txt", "txt->img")] + ["n"], rows))
+    ex = data["retrieval_examples"].get(tags[0])
+    path = retrieval_examples(ex, fig_dir / "retrieval_examples.png") if ex else None
+    if path:
+        blocks.append(("img", path, f"Retrieval examples ({tags[0]} network): an image query with its top texts, "
+                                    "a text query with its top images (green = same category)"))
+    return blocks
+
+
+def _training_blocks(data: dict, settings, fig_dir: Path) -> list:
+    blocks: list = [("h", 2, "Self-supervised training")]
+    fc = data.get("filter_counts")
+    if fc:
+        blocks.append(("p", "Training pairs (stage 1 filters): " + ", ".join(f"{k}: {v}" for k, v in fc.items()
+                                                                             if not isinstance(v, (dict, list)))))
+    summ = data.get("train_summary")
+    if summ:
+        rows = [[k, fmt(summ.get(k), 4) if isinstance(summ.get(k), float) else str(summ.get(k, "-"))]
+                for k in ("iterations", "initial_loss", "final_loss", "mean_baseline_loss", "images_per_s", "device")]
+        blocks.append(("table", ["training", "value"], rows))
+        fl, bl = summ.get("final_loss"), summ.get("mean_baseline_loss")
+        if fl is not None and bl is not None:
+            verdict = "below" if fl < bl else "NOT below"
+            blocks.append(("p", f"Final loss {fl:.4f} is **{verdict}** the loss of always predicting the mean topic "
+                                f"distribution ({bl:.4f}): the network predicts topics from pixels."))
+    path = loss_curve(data["train_log"], (summ or {}).get("mean_baseline_loss"), fig_dir / "loss_curve.png")
+    if path:
+        blocks.append(("img", path, "Training loss with the mean-distribution baseline"))
+    topics = data.get("topics")
+    weights = Path(settings.trained_weights)
+    packed = Path(settings.run_dir) / "packed"
+    if topics and weights.is_file() and (packed / "images.npy").is_file():
+        from .topic_images import topic_top_images
+
+        entries = topics.get("topics") if isinstance(topics, dict) else topics
+        shown = entries[: min(4, len(entries))]
+        norm = [{"topic": t.get("topic", i), "words": [w[0] if isinstance(w, (list, tuple)) else w
+                                                        for w in t.get("words", [])]} for i, t in enumerate(shown)]
+        thumbs, top = topic_top_images(packed, weights, [t["topic"] for t in norm], seed=settings.seed)
+        path = topic_gallery(norm, thumbs, top, fig_dir / "topics.png")
+        if path:
+            blocks.append(("img", path, "Top words of a few LDA topics and the training images the network scores "
+                                        "highest for each"))
+    return blocks
+
+
+def build_report(settings) -> Path:
+    """Write RUN/report/{report.md, report.html, figures/*.png, meta.json}; return report.md's path."""
+    run_dir = Path(settings.run_dir)
+    out = run_dir / "report"
+    fig_dir = out / "figures"
+    tags = [t for t, _ in settings.tags]
+    data = collect(run_dir, tags, list(settings.svm_layers))
+    paper = data["paper"] if settings.dataset == "paper" else None
+    chance = _voc_chance(settings.data_root)
+    blocks: list = [("h", 1, f"TextTopicNet run report: {run_dir.name}"),
+                    ("p", f"Dataset: **{settings.dataset}**; networks: {', '.join(tags)} (random = the same CaffeNet "
+                          f"with the published random initialisation, seed {settings.seed}). Generated "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}.")]
+    blocks += _svm_blocks(data, chance[1] if chance else None, fig_dir, paper)
+    blocks += _retrieval_blocks(data, fig_dir, paper)
+    blocks += _training_blocks(data, settings, fig_dir)
+    blocks.append(("h", 2, "Stage timings"))
+    stages = (data["pipeline"] or {}).get("stages", {})
+    blocks.append(("table", ["stage", "seconds", "finished"],
+                   [[k, fmt(v.get("seconds"), 1), v.get("finished", "-")] for k, v in stages.items()]))
+    blocks.append(("h", 2, "Provenance"))
+    metas = data["metas"]
+    any_meta = next(iter(metas.values()), {})
+    blocks.append(("p", f"git commit: `{any_meta.get('git_commit')}`; seed: {settings.seed}; device: {settings.device}"))
+    versions = any_meta.get("versions") or {}
+    blocks.append(("table", ["library", "version"], [[k, str(v)] for k, v in versions.items()]))
+    blocks.append(("table", ["stage folder", "finished", "arguments"],
+                   [[k, str(m.get("finished")), "`" + " ".join(f"{a}={v}" for a, v in (m.get("args") or {}).items()
+                                                                if v not in (None, False)) + "`"]
+                    for k, m in metas.items()]))
+    md = to_markdown(blocks, out)
+    write_text(out / "report.md", md)
+    write_text(out / "report.html", to_html(blocks, f"TextTopicNet report: {run_dir.name}"))
+    figures = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+    write_meta(out, STAGE, {"run_dir": str(run_dir), "dataset": settings.dataset, "tags": tags},
+               outputs=[out / "report.md", out / "report.html", *figures])
+    return out / "report.md"
