@@ -29,10 +29,23 @@ def median_time(fn: Callable[[], Any], repeat: int = 3, warmup: int = 0) -> floa
     return statistics.median(times)
 
 
+def _vm_hwm_mb() -> float | None:
+    # VmHWM is this process's own high-water mark; ru_maxrss of a forked/spawned child can
+    # inherit the parent's peak on Linux and over-report.
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def _child(fn, args, queue):
     fn(*args)
-    # ru_maxrss is KiB on Linux: the child's own peak resident set.
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    hwm = _vm_hwm_mb()
+    queue.put(hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 
 
 def peak_rss_mb(fn: Callable[..., Any], *args) -> float:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 from texttopicnet.io import read_json, write_json, write_text  # noqa: E402
 from texttopicnet.provenance import git_commit, library_versions  # noqa: E402
 
-MODULES = ("text", "cnn", "experiments")
+MODULES = ("datasets", "text", "cnn", "experiments", "caffe_import")
 
 
 def machine_description() -> str:

@@ -121,3 +121,22 @@ def test_chance_ap_matches_simulation():
     assert float(chance_ap(r, n)) == pytest.approx(np.mean(sims), abs=0.01)
     assert float(chance_ap(n, n)) == pytest.approx(1.0)
     assert float(chance_ap(0, n)) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "signed", "zeros"])
+def test_vectorised_float32_path_equals_row_loop(kind):
+    """float32 blocks use packed integer keys; float64 uses the per-row loop: same APs, same ties."""
+    from texttopicnet.metrics import retrieval_ap_rows
+
+    rng = np.random.default_rng(5)
+    shape = (30, 200)
+    d = {"uniform": rng.random(shape), "ties": rng.integers(0, 6, shape) * 1.0,
+         "signed": rng.normal(size=shape) * rng.choice([1e-30, 1.0, 1e20], size=shape),
+         "zeros": np.where(rng.random(shape) < 0.5, -0.0, 0.0)}[kind].astype(np.float32)
+    rel = rng.random(shape) < 0.2
+    rel[0] = False  # a query without relevant items
+    fast = retrieval_ap_rows(d, rel)
+    loop = retrieval_ap_rows(d.astype(np.float64), rel)
+    np.testing.assert_allclose(fast, loop, atol=1e-12)
+    ref = [ref_retrieval_ap(d[i].astype(np.float64), rel[i]) for i in range(shape[0])]
+    np.testing.assert_allclose(fast, ref, atol=1e-12)

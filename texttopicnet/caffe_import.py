@@ -236,6 +236,60 @@ def save_safetensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike,
     return path
 
 
+def output_is_current(output: str | os.PathLike, source_sha256: str) -> bool:
+    """True when ``output`` exists and its header records this source sha256 and converter version."""
+    output = Path(output)
+    if not output.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(output), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception:  # a damaged output is simply redone
+        return False
+    return meta.get("source_sha256") == source_sha256 and meta.get("converter") == CONVERTER
+
+
+def check_forward(state: Mapping[str, torch.Tensor]) -> None:
+    """Load the weights strictly and run one mean image: catches NaN/inf weights before anything is written."""
+    net = load_into_caffenet(state)
+    with torch.no_grad():
+        out = net(torch.zeros(1, 3, 227, 227))
+    if not torch.isfinite(out).all():
+        raise DataError(f"the converted network gives non-finite outputs on a mean image: the weights in "
+                        f"the .caffemodel are damaged")
+
+
+def convert_file(src: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
+                 num_outputs: int | None = None, renames: Mapping[str, str] | None = None,
+                 log=print) -> tuple[Path, ConversionReport | None]:
+    """Convert ``src`` to ``output`` (default ``src`` with ``.safetensors``) unless it is already current.
+
+    Returns the output path and the report (``None`` when an up-to-date output was kept).
+    The forward check runs before writing, so a damaged model never reaches disk.
+    """
+    src = Path(src)
+    output = Path(output) if output is not None else src.with_suffix(".safetensors")
+    if not src.is_file():
+        raise DataError(f"{src}: file not found (run pretrained/download.py to fetch the published models)")
+    source_sha = sha256_file(src)
+    if not force and output_is_current(output, source_sha):
+        log(f"already done: {output} was converted from this file (sha256 {source_sha[:12]}); --force redoes it")
+        return output, None
+    state, report = convert_net(read_caffemodel(src), source=str(src), source_sha256=source_sha,
+                                num_outputs=num_outputs, renames=renames)
+    for note in report.notes:
+        log(f"note: {note}")
+    log(f"read {len(report.mapped)} layers with weights ({report.format}); "
+        f"parameter-free layers ignored: {', '.join(report.parameter_free) or 'none'}")
+    check_forward(state)
+    save_safetensors(state, output, report)
+    n_params = sum(t.numel() for t in state.values())
+    log(f"wrote {output}: {len(state)} tensors, {n_params:,} parameters, {report.num_outputs} outputs")
+    return output, report
+
+
 def load_into_caffenet(state: Mapping[str, torch.Tensor]):
     """A CaffeNet with exactly these weights (strict key/shape check), in eval mode."""
     from .models.caffenet import CaffeNet

@@ -169,7 +169,7 @@ def _signed64(v: int) -> int:
 def parse_blob(buf: memoryview) -> Blob:
     """Decode one ``BlobProto``; float data stays as NumPy arrays (little-endian, as on the wire)."""
     shape: tuple[int, ...] | None = None
-    legacy = {1: 0, 2: 0, 3: 0, 4: 0}
+    legacy = {1: 1, 2: 1, 3: 1, 4: 1}  # an absent legacy axis counts as 1, so counts still multiply out
     has_legacy = False
     floats: list[np.ndarray] = []
     doubles: list[np.ndarray] = []
@@ -177,15 +177,14 @@ def parse_blob(buf: memoryview) -> Blob:
     while pos < end:
         key, _ = read_varint(buf, pos)
         number, wire = key >> 3, key & 7
-        if number == 5 and wire == FIXED32:
-            # Unpacked floats: consume the whole run of records in one NumPy step.
-            n = _unpacked_run(buf, pos, key, 4)
+        # Unpacked floats/doubles: consume the whole run of records in one NumPy step
+        # (n == 0 means a truncated record: read_field below reports it).
+        if number == 5 and wire == FIXED32 and (n := _unpacked_run(buf, pos, key, 4)):
             rows = np.frombuffer(buf, dtype=np.uint8, count=n * 5, offset=pos).reshape(n, 5)
             floats.append(np.ascontiguousarray(rows[:, 1:]).view("<f4").reshape(-1))
             pos += n * 5
             continue
-        if number == 8 and wire == FIXED64:
-            n = _unpacked_run(buf, pos, key, 8)
+        if number == 8 and wire == FIXED64 and (n := _unpacked_run(buf, pos, key, 8)):
             rows = np.frombuffer(buf, dtype=np.uint8, count=n * 9, offset=pos).reshape(n, 9)
             doubles.append(np.ascontiguousarray(rows[:, 1:]).view("<f8").reshape(-1))
             pos += n * 9

@@ -61,10 +61,10 @@ def data_parser(default: str | None = "data") -> argparse.ArgumentParser:
     return p
 
 
-def io_parser(default_out: str | os.PathLike = DEFAULT_RUN) -> argparse.ArgumentParser:
+def io_parser(default_out: str | os.PathLike = DEFAULT_RUN, out_help: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--out", type=Path, default=Path(default_out),
-                   help="run folder; every stage writes to its own sub-folder here (runs/ is git-ignored)")
+                   help=out_help or "run folder; every stage writes to its own sub-folder here (runs/ is git-ignored)")
     p.add_argument("--force", action="store_true",
                    help="redo the stage even if its meta.json says it is finished")
     return p

@@ -115,6 +115,10 @@ def retrieval_ap_rows(distances: np.ndarray, relevant: np.ndarray) -> np.ndarray
         raise ValueError(f"distances {d.shape} and relevance {rel.shape} must be the same 2-D shape")
     if d.size and not np.all(np.isfinite(d)):
         raise ValueError("distances contain NaN or infinite values")
+    # Short float32 rows (the 693-item Wikipedia test set): one vectorised pass beats the loop;
+    # long rows (100k+ items): the per-row sort dominates and the loop's overhead is negligible.
+    if d.dtype == np.float32 and d.shape[1] <= _KEYS_MAX_COLUMNS and d.shape[0] < (1 << 31):
+        return _ap_rows_keys(d, rel)
     sorted_all = np.sort(d, axis=1)
     out = np.zeros(d.shape[0], dtype=np.float64)
     for i in range(d.shape[0]):
@@ -125,6 +129,38 @@ def retrieval_ap_rows(distances: np.ndarray, relevant: np.ndarray) -> np.ndarray
         n_all_le = np.searchsorted(sorted_all[i], r, side="right")
         out[i] = float(np.mean(n_rel_le / n_all_le))
     return out
+
+
+_KEYS_MAX_COLUMNS = 2048  # measured crossover on a 2-core CPU (numpy 2): keys path faster below
+
+
+def _sortable_keys(d32: np.ndarray) -> np.ndarray:
+    """uint64 keys, ordered like (row, value): row index in the high 32 bits, the float's
+    order-preserving bit pattern in the low 32 (sign bit flipped for >= 0, all bits for < 0)."""
+    u = (d32 + np.float32(0.0)).view(np.uint32)  # + 0.0 turns -0.0 into +0.0 so they tie
+    flip = np.where(u >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    keys = (u ^ flip).astype(np.uint64)
+    keys |= np.arange(d32.shape[0], dtype=np.uint64)[:, None] << np.uint64(32)
+    return keys
+
+
+def _ap_rows_keys(d: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """:func:`retrieval_ap_rows` for float32 without a Python loop over rows.
+
+    With (row, value) packed into one integer key, every row's binary searches become one
+    ``searchsorted`` over the whole block; exact (integer comparisons, same ties).
+    """
+    n, m = d.shape
+    keys = _sortable_keys(d)
+    sorted_all = np.sort(keys, axis=1).ravel()  # row-major: globally sorted thanks to the row prefix
+    rel_keys = np.sort(keys[rel])
+    rows = (rel_keys >> np.uint64(32)).astype(np.int64)
+    n_rel = np.bincount(rows, minlength=n)
+    first_rel = np.concatenate([[0], np.cumsum(n_rel)[:-1]])
+    n_rel_le = np.searchsorted(rel_keys, rel_keys, side="right") - first_rel[rows]
+    n_all_le = np.searchsorted(sorted_all, rel_keys, side="right") - rows * m
+    total = np.bincount(rows, weights=n_rel_le / n_all_le, minlength=n)
+    return np.divide(total, n_rel, out=np.zeros(n), where=n_rel > 0)
 
 
 def retrieval_map(distances, query_labels, db_labels) -> float:

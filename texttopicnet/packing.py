@@ -145,6 +145,7 @@ def pack_images(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
         def record(idx: int, reason: str | None) -> None:
             done[idx] = reason
             log.write(f"{idx}\tok\n" if reason is None else f"{idx}\tskip\t{reason}\n")
+            log.flush()  # a killed run loses at most the row in flight
 
         bar = tqdm(total=n, initial=n - len(todo), desc="pack images", unit="img", disable=not progress)
         if workers <= 1 or len(todo) < 2 * workers:

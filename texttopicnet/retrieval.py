@@ -145,6 +145,7 @@ def evaluate_direction(prep: Prepared, text_labels, image_labels, query_is: str,
     tl, il = np.asarray(text_labels), np.asarray(image_labels)
     q_lab, db_lab = (il, tl) if query_is == "image" else (tl, il)
     n_q = prep.image.shape[0] if query_is == "image" else prep.text.shape[0]
+    top_k = min(top_k, len(db_lab))
     ap = np.zeros(n_q, dtype=np.float64)
     top = np.zeros((n_q, top_k), dtype=np.int64) if top_k else None
     for sl, d in iter_distance_blocks(prep, query_is, block_bytes):
@@ -157,7 +158,37 @@ def evaluate_direction(prep: Prepared, text_labels, image_labels, query_is: str,
     return ap, top
 
 
-def per_label_mean(ap: np.ndarray, labels) -> dict:
-    """{label: (mean AP, count)} over the queries of each label."""
-    labels = np.asarray(labels)
-    return {lab: (float(ap[labels == lab].mean()), int((labels == lab).sum())) for lab in np.unique(labels)}
+def evaluate(text_vecs, image_vecs, text_labels, image_labels, category_names: dict | None = None,
+             score: str = "kl", top_k: int = 10, block_bytes: int = DEFAULT_BLOCK_BYTES) -> dict:
+    """Both directions, per category and the chance level; plain data plus per-query top-k indices.
+
+    ``text_labels`` / ``image_labels`` are category ids; ``category_names`` maps id -> name.
+    Keys: img2txt_map, txt2img_map, chance_img2txt, chance_txt2img, per_category, and (not
+    JSON) ap_img2txt, ap_txt2img, top_img2txt, top_txt2img.
+    """
+    from .metrics import chance_ap
+
+    tl, il = np.asarray(text_labels), np.asarray(image_labels)
+    if len(tl) != len(text_vecs) or len(il) != len(image_vecs):
+        raise ValueError("labels and vectors do not align")
+    if len(tl) == 0 or len(il) == 0:
+        raise ValueError("retrieval needs at least one text and one image")
+    prep = prepare(text_vecs, image_vecs, score=score)
+    ap_i2t, top_i2t = evaluate_direction(prep, tl, il, "image", top_k=top_k, block_bytes=block_bytes)
+    ap_t2i, top_t2i = evaluate_direction(prep, tl, il, "text", top_k=top_k, block_bytes=block_bytes)
+    # chance: expected AP of a random ranking, for each query's own number of relevant items
+    n_txt = {c: int((tl == c).sum()) for c in np.unique(np.r_[tl, il])}
+    n_img = {c: int((il == c).sum()) for c in np.unique(np.r_[tl, il])}
+    chance_i2t = chance_ap([n_txt[c] for c in il], len(tl))
+    chance_t2i = chance_ap([n_img[c] for c in tl], len(il))
+    names = category_names or {}
+    per_cat = {}
+    for c in sorted(set(tl.tolist()) | set(il.tolist())):
+        name = str(names.get(c, c))
+        per_cat[name] = {"img2txt": float(ap_i2t[il == c].mean()) if (il == c).any() else None,
+                         "txt2img": float(ap_t2i[tl == c].mean()) if (tl == c).any() else None,
+                         "n": int((tl == c).sum()), "n_images": int((il == c).sum())}
+    return {"img2txt_map": float(ap_i2t.mean()), "txt2img_map": float(ap_t2i.mean()),
+            "chance_img2txt": float(chance_i2t.mean()), "chance_txt2img": float(chance_t2i.mean()),
+            "per_category": per_cat, "score": score,
+            "ap_img2txt": ap_i2t, "ap_txt2img": ap_t2i, "top_img2txt": top_i2t, "top_txt2img": top_t2i}

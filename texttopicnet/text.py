@@ -114,9 +114,11 @@ def make_lemmatize(name: str) -> Callable[[str], str]:
     if name == "simplemma":
         from simplemma import Lemmatizer
 
-        # simplemma's own LRU cache is redundant with ours: keep it small.
+        # simplemma's own LRU cache is redundant with ours: keep it small. It restores the
+        # dictionary's capitals ("zealand" -> "Zealand"); WordNet returns lower case, and the
+        # paper's [^a-z] strip would turn "Zealand" into "ealand", so lower-case the lemma.
         lem = Lemmatizer(cache_max_size=1024)
-        return lambda token: lem.lemmatize(token, "en")
+        return lambda token: lem.lemmatize(token, "en").lower()
     if name == "none":
         return lambda token: token
     raise UserError(f"unknown lemmatizer {name!r}; choose one of {', '.join(LEMMATIZERS)}")
@@ -139,8 +141,8 @@ class Preprocessor:
         self.lemmatizer = resolve_lemmatizer(lemmatizer)
         self._lemmatize = make_lemmatize(self.lemmatizer)
         self._stop = stop_words_en()
-        # raw lower-case token -> final token, or None when it is dropped
-        self._cache: dict[str, str | None] = {}
+        # raw lower-case token -> final token, or "" when it is dropped
+        self._cache: dict[str, str] = {}
 
     def token(self, tok: str) -> str | None:
         """Steps 5-8 for one lower-case ``\\w+`` token (uncached)."""
@@ -152,17 +154,16 @@ class Preprocessor:
     def tokens(self, text: str) -> list[str]:
         """Steps 4-8 on already cleaned, lower-cased text."""
         cache = self._cache
-        out = []
-        for tok in TOKEN.findall(text):
-            try:
-                final = cache[tok]
-            except KeyError:
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                final = cache[tok] = self.token(tok)
-            if final is not None:
-                out.append(final)
-        return out
+        toks = TOKEN.findall(text)
+        missing = set(toks).difference(cache)
+        if missing:
+            if len(cache) + len(missing) > CACHE_LIMIT:
+                cache.clear()
+                missing = set(toks)
+            for tok in missing:
+                cache[tok] = self.token(tok) or ""  # "" marks a dropped token
+        # Every token is now cached: one C-level pass maps and drops ("" is falsy).
+        return list(filter(None, map(cache.__getitem__, toks)))
 
     def __call__(self, raw: str) -> list[str]:
         if not raw:
@@ -229,6 +230,21 @@ def preprocess_many(items: Iterable[str], lemmatizer: str = "auto", workers: int
         yield from pool.imap(_work, tasks, chunksize=chunksize)
 
 
+class _RegexpTokenizer:
+    """The original's ``nltk.RegexpTokenizer(r'\\w+')`` as NLTK had it then: stdlib ``re``, compiled per instance.
+
+    NLTK >= 3.10 compiles caller patterns with the third-party ``regex`` engine, whose
+    ``\\w`` also matches combining marks, so "İstanbul".lower() ("i" + U+0307 ...) stays one
+    token there but is split by ``re`` (and by the NLTK/Python 2 the paper used).
+    """
+
+    def __init__(self, pattern: str):
+        self._regexp = re.compile(pattern, re.UNICODE | re.MULTILINE | re.DOTALL)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._regexp.findall(text)
+
+
 def naive_preprocess(raw: str, lemmatizer: str) -> list[str]:
     """The original script's structure, kept as the benchmark baseline and a reference.
 
@@ -236,14 +252,12 @@ def naive_preprocess(raw: str, lemmatizer: str) -> list[str]:
     list (linear membership), and every token occurrence is lemmatised again.
     Returns the same tokens as :func:`preprocess` with the same lemmatiser.
     """
-    from nltk.tokenize import RegexpTokenizer
-
-    tokenizer = RegexpTokenizer(r"\w+")
+    tokenizer = _RegexpTokenizer(r"\w+")
     if lemmatizer == "simplemma":
         from simplemma import Lemmatizer
 
         lem = Lemmatizer(cache_max_size=0)  # no caching, like WordNetLemmatizer
-        lemmatize = lambda t: lem.lemmatize(t, "en")  # noqa: E731
+        lemmatize = lambda t: lem.lemmatize(t, "en").lower()  # noqa: E731
     else:
         lemmatize = make_lemmatize(lemmatizer)
     en_stop = list(get_stop_words("en"))

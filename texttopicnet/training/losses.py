@@ -31,10 +31,11 @@ def _bce_sum(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)).sum(axis=1)
 
 
-def mean_distribution_loss(labels: np.ndarray) -> float:
-    """Loss of always predicting ``labels.mean(0)`` (probabilities), with the same definition."""
+def mean_distribution_loss(labels: np.ndarray, mean: np.ndarray | None = None) -> float:
+    """Loss of always predicting ``mean`` (default ``labels.mean(0)``) as probabilities, same definition."""
     y = np.asarray(labels, dtype=np.float64)
-    return float(_bce_sum(np.broadcast_to(y.mean(axis=0), y.shape), y).mean())
+    m = y.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float64)
+    return float(_bce_sum(np.broadcast_to(m, y.shape), y).mean())
 
 
 def min_possible_loss(labels: np.ndarray) -> float:

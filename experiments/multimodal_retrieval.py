@@ -1,0 +1,197 @@
+"""Wikipedia cross-modal retrieval (Rasiwasia et al. 2010) in the topic space, both directions.
+
+Texts of the test split are projected with the LDA topic model; images go through the
+network's ``prob`` (sigmoid) output. Both are normalised to sum 1 and ranked by
+KL(text || image), as the paper; relevant = same category; AP over the full ranking,
+mAP over all queries (image query -> texts, and text query -> images), with a
+per-category table and the chance level (expected AP of a random ranking) beside it.
+Distances are computed as chunked matrix products (KL identity in REFERENCE.md).
+Images missing on disk are counted and left out (their texts stay in the database).
+
+Output: RUN/retrieval/<tag>/results.json, results.md, examples.json (+ RUN/retrieval/summary.md
+comparing every tag present, e.g. trained vs random).
+
+Run::
+
+    python experiments/multimodal_retrieval.py --out runs/demo --weights runs/demo/train/model.safetensors \
+        --tag trained --lda runs/demo/lda --data-root runs/demo/data
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from texttopicnet import cli, io, provenance  # noqa: E402
+from texttopicnet.datasets.wikipedia import categories, find_wikipedia_root, load_wikipedia  # noqa: E402
+from texttopicnet.errors import DataError  # noqa: E402
+from texttopicnet.features import cached_features  # noqa: E402
+from texttopicnet.retrieval import SCORES, evaluate  # noqa: E402
+from texttopicnet.topics import TopicModel  # noqa: E402
+from texttopicnet.weights import load_network  # noqa: E402
+
+STAGE = "multimodal_retrieval"
+N_EXAMPLES = 4  # queries per direction kept in examples.json for the report's figure
+
+
+def build_parser():
+    p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
+                                          cli.workers_parser(), cli.device_parser()])
+    p.add_argument("--weights", required=True,
+                   help="training checkpoint .pt, exported/converted .safetensors, or 'random' (seeded by --seed, "
+                        "with as many outputs as the topic model has topics)")
+    p.add_argument("--tag", default=None, help="name of this network in the tables (default: from the weights file)")
+    p.add_argument("--lda", type=Path, required=True,
+                   help="topic model: folder with ldamodel{K}.lda + dictionary.dict (e.g. RUN/lda), or the .lda file")
+    p.add_argument("--split", default="test", choices=["test", "train", "all"],
+                   help="Wikipedia split to evaluate; the paper reports the 693-pair test split")
+    p.add_argument("--score", default="kl", choices=SCORES,
+                   help="ranking score: 'kl' = KL(text || image), the paper's; 'cosine' for comparison")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass for feature extraction")
+    return p
+
+
+def results_markdown(res: dict) -> str:
+    lines = [f"# Wikipedia cross-modal retrieval: `{res['tag']}` ({res['score']})", "",
+             f"{res['n_queries']} test pairs; {res['n_image_queries']} image queries, {res['n_text_queries']} text "
+             f"queries ({res['n_missing_images']} images missing on disk). Relevant = same category; "
+             "AP over the full ranking.", "",
+             "| direction | mAP | chance |", "|---|---:|---:|",
+             f"| image -> text | {res['img2txt_map']:.4f} | {res['chance_img2txt']:.4f} |",
+             f"| text -> image | {res['txt2img_map']:.4f} | {res['chance_txt2img']:.4f} |", "",
+             "| category | n texts | n images | img->txt AP | txt->img AP |", "|---|---:|---:|---:|---:|"]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, r in res["per_category"].items():
+        lines.append(f"| {name} | {r['n']} | {r['n_images']} | {fmt(r['img2txt'])} | {fmt(r['txt2img'])} |")
+    if res.get("n_empty_texts"):
+        lines += ["", f"{res['n_empty_texts']} text(s) had no topic-model word; they got the uniform vector."]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(ret_dir: Path) -> Path:
+    """RUN/retrieval/summary.md: both directions' mAP for every tag found (trained vs random)."""
+    lines = ["# Wikipedia cross-modal retrieval: mAP", "",
+             "| network | score | img->txt | txt->img | chance img->txt | chance txt->img |",
+             "|---|---|---:|---:|---:|---:|"]
+    for f in sorted(ret_dir.glob("*/results.json")):
+        try:
+            r = io.read_json(f)
+            lines.append(f"| {r['tag']} | {r['score']} | {r['img2txt_map']:.4f} | {r['txt2img_map']:.4f} | "
+                         f"{r['chance_img2txt']:.4f} | {r['chance_txt2img']:.4f} |")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    path = ret_dir / "summary.md"
+    io.write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _snippet(text: str, n: int = 200) -> str:
+    return " ".join(text.split())[:n]
+
+
+def make_examples(res, pairs, img_pairs, names, seed: int) -> dict:
+    """A few queries per direction (spread over categories, chosen by the seed) with their top-10."""
+    rng = np.random.default_rng(seed)
+
+    def pick(items):
+        by_cat = {}
+        for i, p in enumerate(items):
+            by_cat.setdefault(p.category, []).append(i)
+        cats = sorted(by_cat)
+        rng.shuffle(cats)
+        return [int(rng.choice(by_cat[c])) for c in cats[:N_EXAMPLES]]
+
+    i2t = [{"query": {"image_id": img_pairs[q].image_id, "image_path": str(img_pairs[q].image_path),
+                      "category": names[img_pairs[q].category - 1], "ap": float(res["ap_img2txt"][q])},
+            "results": [{"text_id": pairs[j].text_id, "category": names[pairs[j].category - 1],
+                         "snippet": _snippet(pairs[j].text), "relevant": pairs[j].category == img_pairs[q].category}
+                        for j in res["top_img2txt"][q]]} for q in pick(img_pairs)]
+    t2i = [{"query": {"text_id": pairs[q].text_id, "category": names[pairs[q].category - 1],
+                      "snippet": _snippet(pairs[q].text), "ap": float(res["ap_txt2img"][q])},
+            "results": [{"image_id": img_pairs[j].image_id, "image_path": str(img_pairs[j].image_path),
+                         "category": names[img_pairs[j].category - 1],
+                         "relevant": img_pairs[j].category == pairs[q].category}
+                        for j in res["top_txt2img"][q]]} for q in pick(pairs)]
+    return {"img2txt": i2t, "txt2img": t2i}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    cli.print_config(STAGE, args)
+    root = find_wikipedia_root(args.data_root if args.data_root is not None else "data")
+    topics = TopicModel.load(args.lda)
+    device = cli.resolve_device(args.device)
+    net, info = load_network(args.weights, num_outputs=topics.num_topics if args.weights == "random" else None,
+                             seed=args.seed, device=device)
+    if info["num_outputs"] != topics.num_topics:
+        raise DataError(f"the network has {info['num_outputs']} outputs but the topic model {args.lda} has "
+                        f"{topics.num_topics} topics: they must describe the same topic space")
+    tag = args.tag or info["tag_hint"]
+    stage_dir = Path(args.out) / "retrieval" / tag
+    meta = provenance.read_meta(stage_dir) or {}
+    if (not args.force and provenance.stage_is_done(stage_dir, STAGE)
+            and meta.get("weights", {}).get("sha256") == info["sha256"]
+            and meta.get("args", {}).get("score") == args.score and meta.get("args", {}).get("split") == args.split):
+        cli.log(f"already done: {stage_dir} (use --force to redo)")
+        return 0
+    provenance.invalidate(stage_dir)
+
+    pairs = load_wikipedia(root, args.split)
+    names = categories(root)
+    if not pairs:
+        raise DataError(f"{root}: the {args.split} list is empty")
+    cli.log(f"projecting {len(pairs)} texts into the {topics.num_topics}-topic space")
+    text_vecs = topics.infer([p.text for p in pairs], empty="nan", seed=args.seed)
+    empty = np.isnan(text_vecs).any(axis=1)
+    if empty.any():
+        cli.log(f"note: {int(empty.sum())} of {len(pairs)} texts have no word of the topic model's dictionary; "
+                "they get the uniform vector (LDA's symmetric prior)")
+        text_vecs[empty] = 1.0 / topics.num_topics
+
+    with_img = [p for p in pairs if p.image_path is not None]
+    n_missing = len(pairs) - len(with_img)
+    if n_missing:
+        cli.log(f"note: {n_missing} of {len(pairs)} images of the {args.split} split are missing on disk; "
+                f"evaluating with the {len(with_img)} present")
+    if not with_img:
+        raise DataError(f"{root / 'images'}: none of the {len(pairs)} {args.split} images is present (texts were "
+                        f"projected fine: {len(pairs)} text vectors, {int(empty.sum())} empty); the image side "
+                        "needs the dataset's images/<category>/<image_id>.jpg")
+    fs = cached_features(args.out, net, info, "wikipedia", args.split, [str(p.image_path) for p in with_img],
+                         ["prob"], batch_size=args.batch_size, device=device, workers=args.workers, force=args.force)
+    if fs.skipped:
+        cli.log(f"skipped {len(fs.skipped)} unreadable image(s); first: {fs.skipped[0][1]}")
+    if not fs.kept:
+        raise DataError(f"none of the {len(with_img)} present images could be read")
+    img_pairs = [with_img[i] for i in fs.kept]
+
+    try:
+        res = evaluate(text_vecs, fs.features["prob"], [p.category for p in pairs], [p.category for p in img_pairs],
+                       {i + 1: n for i, n in enumerate(names)}, score=args.score, top_k=10)
+    except ValueError as exc:  # e.g. a network whose outputs are all 0 or NaN: nothing to rank
+        raise DataError(f"cannot rank with {args.weights}: {exc}") from None
+    out = {"tag": tag, "weights_sha256": info["sha256"], "n_queries": len(pairs),
+           "n_image_queries": len(img_pairs), "n_text_queries": len(pairs),
+           "n_missing_images": n_missing, "n_unreadable_images": len(fs.skipped), "n_empty_texts": int(empty.sum()),
+           **{k: v for k, v in res.items() if not k.startswith(("ap_", "top_"))},
+           "split": args.split, "num_topics": topics.num_topics, "lda": str(args.lda), "seed": args.seed,
+           "weights_source": info["source"]}
+    examples = make_examples(res, pairs, img_pairs, names, args.seed)
+    outputs = [stage_dir / "results.json", stage_dir / "results.md", stage_dir / "examples.json"]
+    io.write_json(outputs[0], out)
+    io.write_text(outputs[1], results_markdown(out))
+    io.write_json(outputs[2], examples)
+    summary = write_summary(stage_dir.parent)
+    cli.log(f"{tag}: image->text mAP {out['img2txt_map']:.4f} (chance {out['chance_img2txt']:.4f}), "
+            f"text->image mAP {out['txt2img_map']:.4f} (chance {out['chance_txt2img']:.4f}); wrote {stage_dir}, "
+            f"{summary}")
+    provenance.write_meta(stage_dir, STAGE, args, inputs=[], outputs=outputs, extra={"weights": info, "tag": tag})
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

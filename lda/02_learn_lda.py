@@ -1,0 +1,152 @@
+"""Stage 2: learn the LDA topic space from the training articles (gensim), as the paper does.
+
+Reads RUN/pairs/pairs.tsv, preprocesses each unique article once (wiki markup filter,
+stop words, lemmatiser; texttopicnet/text.py), builds a gensim Dictionary filtered with
+filter_extremes, streams a MatrixMarket bag-of-words corpus and trains LDA. Writes
+RUN/lda/{dictionary.dict, corpus.mm, documents.txt, ldamodel{K}.lda (+ gensim side files),
+topics.json, quality.json, meta.json}; tokens.txt/tokens.json are a resumable cache.
+
+Run::
+
+    python lda/02_learn_lda.py --out runs/demo --no-below 3 --passes 10 --reproducible   # tiny demo corpus
+    python lda/02_learn_lda.py --out runs/full                                           # paper settings
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gensim.corpora import MmCorpus  # noqa: E402
+
+from texttopicnet import cli, io, provenance, topics_train  # noqa: E402
+from texttopicnet.errors import UserError  # noqa: E402
+from texttopicnet.pairs import inputs_unchanged, read_pairs_tsv, unique_articles  # noqa: E402
+from texttopicnet.text import LEMMATIZERS, resolve_lemmatizer  # noqa: E402
+from texttopicnet.topics import DICTIONARY_NAME, model_filename, save_lda  # noqa: E402
+
+STAGE = "lda"
+
+
+def build_parser():
+    p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.seed_parser(), cli.workers_parser()])
+    p.add_argument("--pairs", type=Path, default=None, help="pairs.tsv to read (default: RUN/pairs/pairs.tsv)")
+    p.add_argument("--num-topics", type=int, default=40,
+                   help="LDA topics; the paper found 40 best on validation among the sizes it tried")
+    p.add_argument("--no-below", type=int, default=20,
+                   help="drop words in fewer articles than this (paper: filter_extremes(no_below=20)); "
+                        "use 2-5 for the small demo corpus")
+    p.add_argument("--no-above", type=float, default=0.5,
+                   help="drop words in more than this fraction of articles (paper: no_above=0.5)")
+    p.add_argument("--passes", type=int, default=1,
+                   help="passes over the corpus (the paper used gensim's default, 1; small corpora need ~10+)")
+    p.add_argument("--chunksize", type=int, default=2000, help="documents per online LDA update (gensim default)")
+    p.add_argument("--iterations", type=int, default=50, help="inference iterations per document (gensim default)")
+    p.add_argument("--reproducible", action="store_true",
+                   help="single-process LdaModel seeded by --seed: identical topics on every run "
+                        "(gensim's LdaMulticore, the paper's and the default here, is not reproducible)")
+    p.add_argument("--lemmatizer", choices=LEMMATIZERS, default="auto",
+                   help="auto = NLTK WordNet (the paper's) when its data is installed, else simplemma "
+                        "(pip-only, offline); the choice is recorded in meta.json")
+    p.add_argument("--holdout", type=float, default=0.05,
+                   help="fraction of articles (at most 2000) kept out of LDA training to measure held-out "
+                        "perplexity; 0 trains on every article as the paper did")
+    p.add_argument("--coherence", choices=("u_mass", "c_v", "c_npmi"), default="u_mass",
+                   help="topic coherence measure (u_mass streams the corpus; c_v/c_npmi read up to 5000 articles)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def check_args(args) -> None:
+    if args.num_topics < 2:
+        raise UserError(f"--num-topics must be >= 2, got {args.num_topics}")
+    if args.no_below < 1 or not 0 < args.no_above <= 1:
+        raise UserError("--no-below must be >= 1 and --no-above in (0, 1]")
+    if args.passes < 1 or args.chunksize < 1 or args.iterations < 1:
+        raise UserError("--passes, --chunksize and --iterations must be >= 1")
+    if not 0 <= args.holdout < 0.5:
+        raise UserError(f"--holdout must be in [0, 0.5), got {args.holdout}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.print_config("learn_lda", args)
+    check_args(args)
+    out_dir = args.out / "lda"
+    pairs_path = args.pairs or args.out / "pairs" / "pairs.tsv"
+    if provenance.stage_is_done(out_dir, STAGE) and not args.force and inputs_unchanged(out_dir, [pairs_path]):
+        cli.log(f"already done: {out_dir} (use --force to redo)")
+        return 0
+    if args.pairs is None and pairs_path.exists() and not provenance.stage_is_done(pairs_path.parent, "pairs"):
+        raise UserError(f"{pairs_path.parent}: the pairs stage has not finished (no valid meta.json); "
+                        f"run lda/01_build_train_dict.py --out {args.out} first")
+    articles = unique_articles(read_pairs_tsv(pairs_path))
+    lemmatizer = resolve_lemmatizer(args.lemmatizer)
+    cli.log(f"{len(articles)} unique articles from {pairs_path}; lemmatizer: {lemmatizer}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    provenance.invalidate(out_dir)
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+
+    tokens_path, stats = topics_train.tokenize_articles(articles, out_dir, lemmatizer, workers=args.workers,
+                                                        progress=progress, reuse=not args.force)
+    cli.log(f"preprocessing: {stats.tokens} tokens; {len(stats.empty_after_preprocessing)} articles empty after "
+            f"preprocessing, {len(stats.unreadable)} unreadable" + (" (reused tokens.txt)" if stats.reused else ""))
+    for line in stats.unreadable[:5]:
+        cli.log(f"  unreadable: {line}")
+    t_pre = time.perf_counter() - t0
+
+    dictionary, vocab_before = topics_train.build_dictionary(tokens_path, args.no_below, args.no_above)
+    cli.log(f"dictionary: {vocab_before} words -> {len(dictionary)} after filter_extremes("
+            f"no_below={args.no_below}, no_above={args.no_above})")
+    dict_path, mm_path, docs_path = out_dir / DICTIONARY_NAME, out_dir / "corpus.mm", out_dir / "documents.txt"
+    with io.atomic_path(dict_path) as tmp:
+        dictionary.save(str(tmp))
+    documents, no_words = topics_train.build_bow_corpus(tokens_path, dictionary, articles, mm_path)
+    io.write_lines(docs_path, documents)
+    corpus = MmCorpus(str(mm_path))
+    cli.log(f"corpus: {len(documents)} documents ({len(no_words)} articles had no dictionary word and are left out)")
+
+    heldout_rows = topics_train.split_heldout(len(corpus), args.holdout, args.seed)
+    train = topics_train.Subset(corpus, set(heldout_rows))
+    if len(train) < args.num_topics:
+        cli.log(f"warning: {len(train)} training documents for {args.num_topics} topics; topics will be noisy")
+    cli.log(f"training LDA: {args.num_topics} topics, {args.passes} pass(es), {len(train)} documents "
+            f"({len(heldout_rows)} held out) ...")
+    t1 = time.perf_counter()
+    lda, mode = topics_train.train_lda(train, dictionary, args.num_topics, args.passes, args.seed, args.workers,
+                                       args.reproducible, chunksize=args.chunksize, iterations=args.iterations)
+    t_lda = time.perf_counter() - t1
+    cli.log(f"trained with {mode} in {t_lda:.1f} s; top words:")
+    cli.log(topics_train.format_topics(lda))
+
+    quality = topics_train.evaluate(lda, dictionary, train, [corpus[i] for i in heldout_rows], tokens_path,
+                                    total_docs=len(corpus),
+                                    coherence=args.coherence, seed=args.seed, workers=args.workers)
+    cli.log(f"held-out perplexity: {quality['heldout_perplexity']}; coherence ({args.coherence}): "
+            f"{quality['coherence']['mean']}")
+
+    model_files = save_lda(lda, out_dir / model_filename(args.num_topics))
+    topics_path, quality_path = out_dir / "topics.json", out_dir / "quality.json"
+    io.write_json(topics_path, topics_train.topics_json(lda))
+    io.write_json(quality_path, {**quality, "lda_mode": mode, "train_docs": len(train)})
+    counts = {**stats.as_dict(), "no_dictionary_words": len(no_words), "corpus_documents": len(documents),
+              "vocabulary_before_filter": vocab_before, "vocabulary": len(dictionary),
+              "train_documents": len(train), "heldout_documents": len(heldout_rows)}
+    provenance.write_meta(
+        out_dir, STAGE, args, inputs=[pairs_path],
+        outputs=[dict_path, mm_path, Path(f"{mm_path}.index"), docs_path, topics_path, quality_path, *model_files],
+        extra={"lemmatizer": lemmatizer, "lda_mode": mode, "counts": counts,
+               "excluded": {"empty_after_preprocessing": stats.empty_after_preprocessing[:1000],
+                            "no_dictionary_words": no_words[:1000], "unreadable": stats.unreadable[:1000]},
+               "timing_s": {"preprocessing": round(t_pre, 2), "lda": round(t_lda, 2)}})
+    cli.log(f"wrote {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

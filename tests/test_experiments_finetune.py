@@ -1,0 +1,51 @@
+"""experiments/voc2007_finetune.py end to end on a cut-down copy of the demo VOC2007 (CPU-sized)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import load_script
+from texttopicnet.datasets.voc import find_voc_root, voc_classes
+
+
+def _keep_first(main_dir, split, n):
+    """Rewrite <split>.txt and every <class>_<split>.txt to their first n ids (CRLF kept as-is)."""
+    ids = (main_dir / f"{split}.txt").read_text().split()[:n]
+    (main_dir / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    for f in main_dir.glob(f"*_{split}.txt"):
+        rows = [line for line in f.read_text().splitlines() if line.split() and line.split()[0] in ids]
+        f.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def small_voc(demo_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("voc_small")
+    shutil.copytree(demo_corpus / "VOC2007", root / "VOC2007")
+    main = find_voc_root(root) / "ImageSets" / "Main"
+    _keep_first(main, "trainval", 10)
+    _keep_first(main, "test", 6)
+    return root
+
+
+def test_finetune_experiment_end_to_end(small_voc, tmp_path, capsys):
+    script = load_script("experiments/voc2007_finetune.py")
+    run = tmp_path / "run"
+    argv = ["--out", str(run), "--weights", "random", "--tag", "random", "--data-root", str(small_voc),
+            "--iterations", "2", "--batch-size", "4", "--device", "cpu",
+            "--workers", "1", "--eval-batch-size", "3"]
+    assert script.main(argv) == 0
+    stage = run / "finetune" / "random"
+    res = json.loads((stage / "results.json").read_text())
+    classes = voc_classes(find_voc_root(small_voc))
+    for key in ("tag", "map_center", "map_10crop", "ap_center", "ap_10crop", "iterations"):
+        assert key in res
+    assert res["iterations"] == 2 and res["n_trainval"] == 10 and res["n_test"] == 6
+    assert sorted(res["ap_center"]) == sorted(classes) and 0 <= res["map_10crop"] <= 1
+    assert (stage / "checkpoint.pt").is_file() and (stage / "results.md").is_file()
+    assert len((stage / "log.jsonl").read_text().splitlines()) == 2
+    assert "| random |" in (run / "finetune" / "summary.md").read_text()
+    capsys.readouterr()
+    assert script.main(argv) == 0 and "already done" in capsys.readouterr().out  # resume itself: test_finetune.py

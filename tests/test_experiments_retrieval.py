@@ -1,0 +1,116 @@
+"""experiments/multimodal_retrieval.py end to end: demo corpus, and the real Wikipedia texts in ../shared/data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gensim.corpora import Dictionary
+from gensim.models import LdaModel
+
+from conftest import load_script
+from texttopicnet.datasets.wikipedia import find_wikipedia_root, load_wikipedia
+from texttopicnet.errors import DataError
+from texttopicnet.metrics import chance_ap
+from texttopicnet.text import preprocess
+from texttopicnet.topics import DICTIONARY_NAME, model_filename, save_lda
+
+
+def make_lda(texts, folder: Path, k: int, no_below: int = 2) -> Path:
+    """A small real gensim LDA in the layout lda/02 writes (ldamodel{K}.lda + dictionary.dict)."""
+    toks = [preprocess(t) for t in texts]
+    d = Dictionary(toks)
+    d.filter_extremes(no_below=no_below, no_above=0.5)
+    lda = LdaModel([d.doc2bow(t) for t in toks], num_topics=k, id2word=d, passes=3, random_state=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_lda(lda, folder / model_filename(k))
+    d.save(str(folder / DICTIONARY_NAME))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("experiments/multimodal_retrieval.py")
+
+
+@pytest.fixture(scope="module")
+def demo_lda(demo_corpus, tmp_path_factory):
+    train = load_wikipedia(find_wikipedia_root(demo_corpus), "train")
+    return make_lda([p.text for p in train], tmp_path_factory.mktemp("lda") / "lda", k=10)
+
+
+def test_demo_end_to_end(script, demo_corpus, demo_lda, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["--out", str(run), "--weights", "random", "--tag", "random", "--lda", str(demo_lda),
+            "--data-root", str(demo_corpus), "--device", "cpu", "--workers", "1"]
+    assert script.main(argv) == 0
+    res = json.loads((run / "retrieval" / "random" / "results.json").read_text())
+    test = load_wikipedia(find_wikipedia_root(demo_corpus), "test")
+    for key in ("tag", "weights_sha256", "n_queries", "img2txt_map", "txt2img_map", "chance_img2txt",
+                "chance_txt2img", "per_category", "score"):
+        assert key in res
+    assert res["score"] == "kl" and res["n_queries"] == len(test)
+    n_img = res["n_image_queries"]
+    assert n_img + res["n_missing_images"] + res["n_unreadable_images"] == len(test)
+    assert 0 < res["img2txt_map"] <= 1 and 0 < res["txt2img_map"] <= 1
+    # chance is the mean expected AP of random rankings for each text query's category size
+    cats = np.array([p.category for p in test])
+    assert res["per_category"] and sum(v["n"] for v in res["per_category"].values()) == len(test)
+    if n_img == len(test):
+        expect = chance_ap([int((cats == c).sum()) for c in cats], len(test)).mean()
+        assert res["chance_txt2img"] == pytest.approx(expect)
+    ex = json.loads((run / "retrieval" / "random" / "examples.json").read_text())
+    q = ex["img2txt"][0]
+    assert Path(q["query"]["image_path"]).is_file() and len(q["results"]) == min(10, len(test))
+    assert all(r["relevant"] == (r["category"] == q["query"]["category"]) for r in q["results"])
+    assert len(ex["txt2img"][0]["results"]) == min(10, n_img) and ex["txt2img"][0]["query"]["snippet"]
+    assert "random" in (run / "retrieval" / "summary.md").read_text()
+    md = (run / "retrieval" / "random" / "results.md").read_text()
+    assert "chance" in md and "image -> text" in md
+    # idempotent, then a different score behind the flag
+    capsys.readouterr()
+    assert script.main(argv) == 0 and "already done" in capsys.readouterr().out
+    assert script.main(argv + ["--score", "cosine", "--tag", "random-cos"]) == 0
+    cos = json.loads((run / "retrieval" / "random-cos" / "results.json").read_text())
+    assert cos["score"] == "cosine" and cos["img2txt_map"] != res["img2txt_map"]
+
+
+def test_network_and_topic_model_must_agree(script, demo_corpus, demo_lda, tmp_path):
+    from safetensors.torch import save_file
+
+    from texttopicnet.weights import load_network
+
+    net, _ = load_network("random", num_outputs=7)
+    w = tmp_path / "seven.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(w))
+    with pytest.raises(DataError, match="7 outputs"):
+        script.main(["--out", str(tmp_path), "--weights", str(w), "--lda", str(demo_lda),
+                     "--data-root", str(demo_corpus), "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def real_lda(shared_data, tmp_path_factory):
+    pairs = load_wikipedia(shared_data / "wikipedia", "train")[:200]
+    return make_lda([p.text for p in pairs], tmp_path_factory.mktemp("real_lda") / "lda", k=10, no_below=3)
+
+
+def test_real_wikipedia_texts_and_missing_images(script, shared_data, real_lda, tmp_path, capsys):
+    """The real test split: every text is projected (malformed XML included); no test image is present."""
+    argv = ["--out", str(tmp_path), "--weights", "random", "--lda", str(real_lda),
+            "--data-root", str(shared_data / "wikipedia"), "--device", "cpu", "--workers", "1"]
+    with pytest.raises(DataError, match="none of the 693 test images"):
+        script.main(argv)
+    assert "projecting 693 texts" in capsys.readouterr().out
+
+
+def test_real_wikipedia_train_split_with_the_real_images(script, shared_data, real_lda, tmp_path, capsys):
+    """The train split holds the 53 real images: the full evaluation runs on them, the rest are counted."""
+    argv = ["--out", str(tmp_path), "--weights", "random", "--lda", str(real_lda), "--split", "train",
+            "--data-root", str(shared_data / "wikipedia"), "--device", "cpu", "--workers", "2"]
+    assert script.main(argv) == 0
+    res = json.loads((tmp_path / "retrieval" / "random" / "results.json").read_text())
+    assert res["n_queries"] == 2173 and res["n_image_queries"] == 53 and res["n_missing_images"] == 2120
+    assert "2120 of 2173 images" in capsys.readouterr().out
+    assert 0 < res["chance_img2txt"] < 0.3 and 0 < res["img2txt_map"] <= 1

@@ -1,0 +1,75 @@
+"""experiments/voc2007_classification.py end to end on the demo corpus (with damaged images added)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import load_script
+from texttopicnet.datasets.voc import find_voc_root, load_voc_split
+from texttopicnet.errors import UserError
+from texttopicnet.svm import DEFAULT_C_GRID
+
+
+def _keep_first(main_dir, split, n):
+    """Cut <split>.txt and every <class>_<split>.txt to their first n ids (keeps the CPU test short)."""
+    ids = (main_dir / f"{split}.txt").read_text().split()[:n]
+    (main_dir / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    for f in main_dir.glob(f"*_{split}.txt"):
+        rows = [line for line in f.read_text().splitlines() if line.split() and line.split()[0] in ids]
+        f.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def damaged_voc(demo_corpus, tmp_path_factory):
+    """A cut-down copy of the demo VOC2007 with one corrupt test JPEG and one CMYK train JPEG."""
+    root = tmp_path_factory.mktemp("voc_damaged")
+    shutil.copytree(demo_corpus / "VOC2007", root / "VOC2007")
+    voc = find_voc_root(root)
+    for split, n in (("train", 16), ("val", 16), ("test", 24)):
+        _keep_first(voc / "ImageSets" / "Main", split, n)
+    test, train = load_voc_split(voc, "test"), load_voc_split(voc, "train")
+    test.image_paths[0].write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.open(train.image_paths[0]).convert("CMYK").save(train.image_paths[0], "JPEG")
+    return root
+
+
+def test_svm_experiment_end_to_end(damaged_voc, tmp_path, capsys):
+    script = load_script("experiments/voc2007_classification.py")
+    run = tmp_path / "run"
+    argv = ["--out", str(run), "--weights", "random", "--tag", "random", "--layers", "pool5", "fc7",
+            "--data-root", str(damaged_voc), "--device", "cpu", "--workers", "1"]
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test: skipped 1 of" in out
+    voc = find_voc_root(damaged_voc)
+    test = load_voc_split(voc, "test")
+    for layer in ("pool5", "fc7"):
+        res = json.loads((run / "voc_svm" / "random" / f"results_{layer}.json").read_text())
+        assert res["classes"] == test.classes  # names from ImageSets/Main, not the 20 VOC classes
+        assert res["n_test"] == len(test.ids) - 1 and res["n_train"] == len(load_voc_split(voc, "train").ids)
+        assert res["layer"] == layer and res["tag"] == "random" and res["weights_sha256"] == "random-seed0-k40"
+        assert set(res["chosen_C"].values()) <= set(DEFAULT_C_GRID)
+        assert all(0 <= v <= 1 for v in list(res["ap"].values()) + list(res["plain_ap"].values()))
+        scored = [c for c in res["classes"] if c not in res["classes_without_test_positives"]]
+        assert res["map"] == pytest.approx(sum(res["ap"][c] for c in scored) / len(scored))
+        md = (run / "voc_svm" / "random" / f"results_{layer}.md").read_text()
+        assert "| **mean** |" in md and all(c in md for c in test.classes)
+    assert "| random |" in (run / "voc_svm" / "summary.md").read_text()
+    # with 16 train + 16 val images some demo classes may lack positives: reported, never NaN
+    assert all(c in test.classes for c in res["untrainable_classes"] + res["classes_without_test_positives"])
+    # feature cache written, rerun is a no-op
+    assert len(list((run / "features" / "random-seed0-k40").glob("voc2007_test_*.npy"))) == 2
+    assert script.main(argv) == 0 and "already done" in capsys.readouterr().out
+
+
+def test_svm_experiment_user_errors(tmp_path, demo_corpus):
+    script = load_script("experiments/voc2007_classification.py")
+    with pytest.raises(UserError, match="not found"):
+        script.main(["--out", str(tmp_path), "--weights", str(tmp_path / "none.safetensors"),
+                     "--data-root", str(demo_corpus)])
+    with pytest.raises(UserError, match="ImageSets"):
+        script.main(["--out", str(tmp_path), "--weights", "random", "--data-root", str(tmp_path)])

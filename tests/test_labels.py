@@ -1,0 +1,106 @@
+"""Per-image labels (texttopicnet.labels): one inference per article, exclusions counted, strict rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gensim.corpora import Dictionary
+from gensim.models import LdaModel
+
+from texttopicnet import labels
+from texttopicnet.errors import DataError
+from texttopicnet.pairs import Pair
+from texttopicnet.topics import TopicModel, save_lda
+
+WORDS = {
+    "sea": "wave harbour sailor coral tide reef whale fishing boat lighthouse".split(),
+    "sky": "planet galaxy rocket orbit astronaut telescope comet nebula lunar satellite".split(),
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("labels")
+    rng = np.random.RandomState(0)
+    docs = [list(rng.choice(WORDS["sea" if i % 2 else "sky"], size=30)) for i in range(40)]
+    dictionary = Dictionary(docs)
+    lda = LdaModel([dictionary.doc2bow(d) for d in docs], id2word=dictionary, num_topics=4, passes=10,
+                   random_state=0, eval_every=None)
+    model_dir = base / "lda"
+    save_lda(lda, model_dir / "ldamodel4.lda")
+    dictionary.save(str(model_dir / "dictionary.dict"))
+    arts = base / "articles"
+    arts.mkdir()
+    texts = {
+        "sea.txt": b"The '''whale''' swam past the [[reef]] and the lighthouse; sailors fished.",
+        "sky.txt": b"A rocket reached lunar orbit; the telescope saw a comet and a nebula.",
+        "mixed.txt": b"Whales and comets. Boat \xff\xfe rocket \xe9 tide.",  # non-UTF-8 bytes
+        "stub.txt": b"{{stub}} 1999 the of and",                          # empty after preprocessing
+        "foreign.txt": b"Zebras gallop savannah grassland",               # no word in the dictionary
+    }
+    for name, data in texts.items():
+        (arts / name).write_bytes(data)
+    articles = [arts / n for n in texts] + [arts / "deleted.txt"]       # unreadable (missing)
+    images = []
+    for i, a in enumerate(articles):
+        for j in range(i % 3 + 1):  # 1-3 images per article
+            images.append(Pair(base / "img" / f"{i}_{j}.jpg", a, f"{i}_{j}"))
+    return model_dir, articles, images
+
+
+def test_infer_articles_status_and_rows(setup):
+    model_dir, articles, _ = setup
+    vecs, status = labels.infer_articles(articles, model_dir, workers=1, lemmatizer="none", progress=False)
+    assert vecs.shape == (6, 4) and vecs.dtype == np.float32
+    assert status == [None, None, None, "empty_after_preprocessing", "no_dictionary_words", "unreadable"]
+    assert np.isfinite(vecs[:3]).all() and np.isnan(vecs[3:]).all()
+    assert np.allclose(vecs[:3].sum(axis=1), 1, atol=1e-5)
+    # The rows are what TopicModel.infer gives for the same text (one code path for labels and retrieval).
+    tm = TopicModel.load(model_dir, lemmatizer="none")
+    from texttopicnet.datasets.imageclef import read_article
+    assert np.array_equal(vecs[:3], tm.infer([read_article(a) for a in articles[:3]]))
+    assert vecs[0].argmax() != vecs[1].argmax()  # sea and sky articles land in different topics
+
+
+def test_parallel_batches_equal_sequential(setup):
+    model_dir, articles, _ = setup
+    a, sa = labels.infer_articles(articles, model_dir, workers=1, lemmatizer="none", progress=False)
+    b, sb = labels.infer_articles(articles, model_dir, workers=2, batch_size=2, lemmatizer="none", progress=False)
+    assert sa == sb and np.array_equal(a, b, equal_nan=True)
+
+
+def test_assemble_shares_rows_and_excludes_with_counts(setup):
+    model_dir, articles, images = setup
+    vecs, status = labels.infer_articles(articles, model_dir, lemmatizer="none", progress=False)
+    result = labels.assemble(images, articles, vecs, status)
+    # articles 0,1,2 have 1,2,3 images; 3,4,5 have 1,2,3 images and are excluded.
+    assert result.labels.shape == (6, 4) and len(result.images) == len(result.articles) == 6
+    assert result.counts["images_in"] == 12 and result.counts["images_labelled"] == 6
+    assert result.counts["excluded_articles"] == {"unreadable": 1, "empty_after_preprocessing": 1,
+                                                  "no_dictionary_words": 1}
+    assert result.counts["excluded_images"] == {"unreadable": 3, "empty_after_preprocessing": 1,
+                                                "no_dictionary_words": 2}
+    for art in set(result.articles):
+        rows = result.labels[[i for i, a in enumerate(result.articles) if a == art]]
+        assert (rows == rows[0]).all()
+    assert result.articles == [str(p.article_path) for p in images if p.article_path in articles[:3]]
+    js = labels.interchange_json(result, Path(images[0].image_path).parent.parent)
+    assert len(js) == 6 and all(len(v) == 4 and k.startswith("img/") for k, v in js.items())
+
+
+def test_check_labels_rejects_bad_rows():
+    good = np.full((2, 4), 0.25, dtype=np.float32)
+    labels.check_labels(good)
+    for bad in (good.astype(np.float64), np.where(np.eye(2, 4) > 0, np.nan, good).astype(np.float32),
+                good * 2, np.array([[1.5, -0.5, 0, 0]], dtype=np.float32)):
+        with pytest.raises(DataError):
+            labels.check_labels(bad)
+
+
+def test_everything_excluded_is_an_error(setup):
+    model_dir, articles, images = setup
+    vecs, status = labels.infer_articles(articles[3:], model_dir, lemmatizer="none", progress=False)
+    with pytest.raises(DataError, match="every article was excluded"):
+        labels.assemble([p for p in images if p.article_path in articles[3:]], articles[3:], vecs, status)

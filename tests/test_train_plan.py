@@ -1,0 +1,122 @@
+"""Presets, the batch plan (shuffling, sharding, crops), losses and log summaries: fast unit tests."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from texttopicnet.errors import DataError, UserError
+from texttopicnet.training.config import PRESETS, make_config
+from texttopicnet.training.data import BatchPlan
+from texttopicnet.training.logging import loss_summary, read_log, truncate_log
+from texttopicnet.training.losses import mean_distribution_loss, min_possible_loss, sigmoid_cross_entropy
+
+
+def test_paper_preset_is_the_published_solver():
+    cfg = make_config("paper")
+    assert (cfg.iterations, cfg.batch_size, cfg.base_lr, cfg.step_size, cfg.gamma, cfg.momentum,
+            cfg.weight_decay, cfg.crop, cfg.mirror, cfg.dropout) == (160_000, 64, 0.001, 50_000, 0.1, 0.9,
+                                                                     5e-4, 227, True, 0.5)
+    assert cfg.effective_lr(1) == 0.001
+    assert cfg.effective_lr(8) == pytest.approx(0.008)  # linear scaling with the global batch
+    assert make_config("paper", lr_scaling="none").effective_lr(8) == 0.001
+
+
+def test_demo_preset_and_overrides():
+    demo = make_config("demo")
+    assert demo.iterations * demo.batch_size < 5000  # a few minutes at ~15 img/s on 2 cores
+    assert demo.crop == 227 and demo.dropout == 0.5  # the architecture and input are the paper's
+    assert make_config("demo", iterations=7, amp=None).iterations == 7
+    with pytest.raises(UserError, match="unknown preset"):
+        make_config("huge")
+    with pytest.raises(UserError, match="batch-size"):
+        make_config("paper", batch_size=0)
+    assert set(PRESETS) >= {"paper", "demo"}
+
+
+def test_plan_shuffles_every_epoch_and_covers_each_image_once():
+    plan = BatchPlan(num_images=10, batch_size=3, seed=1)
+    assert plan.iters_per_epoch == 3
+    epoch0 = np.concatenate([plan.rows(i) for i in range(3)])
+    epoch1 = np.concatenate([plan.rows(i) for i in range(3, 6)])
+    assert len(set(epoch0)) == 9 and len(set(epoch1)) == 9  # no repeats inside an epoch
+    assert not np.array_equal(epoch0, epoch1)
+    again = BatchPlan(num_images=10, batch_size=3, seed=1)
+    assert np.array_equal(again.rows(4), plan.rows(4))  # a pure function of (seed, iteration)
+    assert not np.array_equal(BatchPlan(10, 3, seed=2).rows(0), plan.rows(0))
+
+
+def test_ranks_split_the_same_global_batch_and_crops():
+    one = BatchPlan(num_images=20, batch_size=4, world_size=1, rank=0, seed=5)
+    r0 = BatchPlan(num_images=20, batch_size=2, world_size=2, rank=0, seed=5)
+    r1 = BatchPlan(num_images=20, batch_size=2, world_size=2, rank=1, seed=5)
+    for it in (0, 3, 7):
+        assert np.array_equal(np.concatenate([r0.rows(it), r1.rows(it)]), one.rows(it))
+        for a, b, c in zip(r0.crops(it), r1.crops(it), one.crops(it)):
+            assert torch.equal(torch.cat([a, b]), c)
+
+
+def test_global_batch_larger_than_data_is_refused():
+    with pytest.raises(DataError, match="larger than the training set"):
+        BatchPlan(num_images=5, batch_size=4, world_size=2)
+
+
+def test_losses_match_their_definitions():
+    rng = np.random.default_rng(0)
+    y = rng.dirichlet(np.full(6, 0.5), size=50)
+    m = y.mean(0)
+    logits = torch.logit(torch.tensor(np.broadcast_to(m, y.shape).copy()))
+    torch_value = sigmoid_cross_entropy(logits, torch.tensor(y)).item()
+    assert mean_distribution_loss(y) == pytest.approx(torch_value, rel=1e-5)
+    # Caffe normalisation: summed over outputs, averaged over images.
+    per = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor(y), reduction="mean").item()
+    assert torch_value == pytest.approx(per * 6, rel=1e-6)
+    assert 0 < min_possible_loss(y) < mean_distribution_loss(y)
+
+
+def test_loss_summary_and_log_truncation(tmp_path):
+    path = tmp_path / "log.jsonl"
+    recs = [{"iteration": 1, "loss": 9.0, "n": 1, "images_per_s": 10.0},
+            {"iteration": 50, "loss": 5.0, "n": 49, "images_per_s": 20.0},
+            {"iteration": 95, "loss": 3.0, "n": 45, "images_per_s": 20.0},
+            {"iteration": 100, "loss": 2.0, "n": 5, "images_per_s": 20.0}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"iteration": 10')  # torn last line
+    assert [r["iteration"] for r in read_log(path)] == [1, 50, 95, 100]
+    s = loss_summary(read_log(path), total_iterations=100, global_batch=8)
+    assert s["initial_loss"] == 9.0
+    assert s["final_loss"] == pytest.approx((3.0 * 45 + 2.0 * 5) / 50)  # records ending after iteration 90
+    assert s["images_per_s"] == pytest.approx(20.0)
+    kept = truncate_log(path, 50)
+    assert [r["iteration"] for r in kept] == [1, 50] and len(read_log(path)) == 2
+
+
+def test_fast_cpu_input_conversion_equals_preprocess_uint8():
+    from texttopicnet.models.caffenet import preprocess_uint8
+    from texttopicnet.training.data import network_input
+
+    x = torch.randint(0, 256, (3, 3, 9, 7), dtype=torch.uint8)
+    ref = preprocess_uint8(x)
+    assert torch.equal(network_input(x), ref)
+    cl = network_input(x, torch.channels_last)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, ref)
+
+
+def test_cpu_fast_path_equals_the_device_path(tmp_path):
+    from texttopicnet.training.data import PackedData, cpu_batch, device_batch
+
+    rng = np.random.default_rng(0)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    np.save(packed / "images.npy", rng.integers(0, 256, (9, 240, 240, 3), dtype=np.uint8))
+    np.save(packed / "labels.npy", rng.dirichlet(np.ones(4), size=9).astype(np.float32))
+    (packed / "index.txt").write_text("".join(f"/x/{i}.jpg\n" for i in range(9)))
+    data = PackedData(packed)
+    plan = BatchPlan(len(data), 4, seed=3, image_hw=data.image_size)
+    for it in range(4):
+        x_fast, y_fast = cpu_batch(plan, data, it)
+        x_ref, y_ref = device_batch(plan.batch_at(data, it), torch.device("cpu"))
+        assert torch.equal(x_fast, x_ref) and torch.equal(y_fast, y_ref)
+    assert x_fast.shape == (4, 3, 227, 227)
