@@ -8,7 +8,7 @@
    with the peak memory of the 1M run; the baseline column is the per-pair loop's measured
    cost per pair extrapolated to the same number of pairs (marked in the notes).
 3. The VOC SVM protocol (20 classes x 6 C values + 20 final fits, fc7-sized features):
-   one process against ``--workers`` processes.
+   one worker against all cores (joblib threads; liblinear releases the GIL).
 4. Feature extraction vs a cache hit for the same list (what an SVM/retrieval rerun pays).
 
     python benchmarks/bench_experiments.py            # full sizes, prints JSON rows
@@ -134,7 +134,7 @@ def bench_svm(quick: bool, workers: int) -> list[dict]:
     t_ser = median_time(lambda: run_protocol(*args, classes, workers=1, progress=False), repeat=1)
     return [row("experiments", f"SVM protocol 20 classes x 6 C + 20 refits ({dim}-d, {n_tr} train) "
                                f"{workers} workers vs 1", t_par, t_ser, items=n_cls * 7, unit="fits",
-                notes="parallel timed after one warm-up run (worker start-up excluded)")]
+                notes="threads; parallel timed after one warm-up run")]
 
 
 def bench_cache(workdir: Path, quick: bool) -> list[dict]:

@@ -81,8 +81,11 @@ def load_network(spec: str | os.PathLike, num_outputs: int | None = None, seed: 
             raise UserError(f"num_outputs must be positive, got {k}")
         # Seed a private generator state so building the network does not disturb callers.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
             net = CaffeNet(num_outputs=k)
+            # Re-draw from the seed: conv1..fc7 come first in reset_parameters, so the random
+            # baseline's features are the same whatever its number of outputs (12 or 40).
+            torch.manual_seed(seed)
+            net.reset_parameters()
         info = {"tag_hint": "random", "sha256": f"random-seed{seed}-k{k}", "num_outputs": k,
                 "source": "random", "seed": seed}
         return net.to(device).eval(), info

@@ -111,8 +111,12 @@ def _training_blocks(data: dict, settings, fig_dir: Path) -> list:
     blocks: list = [("h", 2, "Self-supervised training")]
     fc = data.get("filter_counts")
     if fc:
-        blocks.append(("p", "Training pairs (stage 1 filters): " + ", ".join(f"{k}: {v}" for k, v in fc.items()
-                                                                             if not isinstance(v, (dict, list)))))
+        removed = fc.get("removed") or {}
+        text = (f"Training pairs (stage 1 filters): {fc.get('kept', '-')} of {fc.get('images', '-')} images kept, "
+                f"from {fc.get('unique_articles', '-')} unique articles")
+        if removed:
+            text += "; removed: " + ", ".join(f"{k} {v}" for k, v in removed.items() if v)
+        blocks.append(("p", text + "."))
     summ = data.get("train_summary")
     if summ:
         rows = [[k, fmt(summ.get(k), 4) if isinstance(summ.get(k), float) else str(summ.get(k, "-"))]
@@ -172,7 +176,7 @@ def build_report(settings) -> Path:
     blocks.append(("table", ["library", "version"], [[k, str(v)] for k, v in versions.items()]))
     blocks.append(("table", ["stage folder", "finished", "arguments"],
                    [[k, str(m.get("finished")), "`" + " ".join(f"{a}={v}" for a, v in (m.get("args") or {}).items()
-                                                                if v not in (None, False)) + "`"]
+                                                                if v is not None and v is not False) + "`"]
                     for k, m in metas.items()]))
     md = to_markdown(blocks, out)
     write_text(out / "report.md", md)
