@@ -95,3 +95,22 @@ def test_failed_stage_names_stage_and_command(graph):
     assert exc.value.stage == "b" and "b.py" in exc.value.command and "exit code 3" in str(exc.value)
     (tmp / "fail_b").unlink()
     assert run_and_calls() == ["b", "c"]  # a was finished and is kept
+
+
+def test_run_pipeline_missing_real_data_and_published_files_are_clear_errors(tmp_path, capsys):
+    from conftest import load_script
+
+    pipeline = load_script("run_pipeline.py")
+    with pytest.raises(SystemExit) as exc:
+        from texttopicnet import cli
+
+        cli.run_main(pipeline.main, ["--dataset", "paper", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "ImageCLEF_Wikipedia" in err and "data/download.py" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:
+        cli.run_main(pipeline.main, ["--weights", "published", "--pretrained-dir", str(tmp_path),
+                                     "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    assert "pretrained/download.py" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing was started
