@@ -31,6 +31,7 @@ from texttopicnet.datasets.wikipedia import categories, find_wikipedia_root, loa
 from texttopicnet.errors import DataError  # noqa: E402
 from texttopicnet.features import cached_features  # noqa: E402
 from texttopicnet.retrieval import SCORES, evaluate  # noqa: E402
+from texttopicnet.summaries import summarise  # noqa: E402
 from texttopicnet.topics import TopicModel  # noqa: E402
 from texttopicnet.weights import load_network  # noqa: E402
 
@@ -74,19 +75,12 @@ def results_markdown(res: dict) -> str:
 
 def write_summary(ret_dir: Path) -> Path:
     """RUN/retrieval/summary.md: both directions' mAP for every tag found (trained vs random)."""
-    lines = ["# Wikipedia cross-modal retrieval: mAP", "",
-             "| network | score | img->txt | txt->img | chance img->txt | chance txt->img |",
-             "|---|---|---:|---:|---:|---:|"]
-    for f in sorted(ret_dir.glob("*/results.json")):
-        try:
-            r = io.read_json(f)
-            lines.append(f"| {r['tag']} | {r['score']} | {r['img2txt_map']:.4f} | {r['txt2img_map']:.4f} | "
-                         f"{r['chance_img2txt']:.4f} | {r['chance_txt2img']:.4f} |")
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    path = ret_dir / "summary.md"
-    io.write_text(path, "\n".join(lines) + "\n")
-    return path
+    return summarise(ret_dir, "*/results.json", ("tag", "score", "img2txt_map", "txt2img_map", "chance_img2txt",
+                                                 "chance_txt2img"),
+                     "Wikipedia cross-modal retrieval: mAP",
+                     ["network", "score", "img->txt", "txt->img", "chance img->txt", "chance txt->img"],
+                     lambda r: [r["tag"], r["score"], f"{r['img2txt_map']:.4f}", f"{r['txt2img_map']:.4f}",
+                                f"{r['chance_img2txt']:.4f}", f"{r['chance_txt2img']:.4f}"], align_right_from=2)
 
 
 def _snippet(text: str, n: int = 200) -> str:

@@ -31,6 +31,7 @@ from texttopicnet.datasets.voc import find_voc_root, load_voc_split  # noqa: E40
 from texttopicnet.errors import DataError, UserError  # noqa: E402
 from texttopicnet.features import cached_features  # noqa: E402
 from texttopicnet.models.caffenet import FEATURE_LAYERS  # noqa: E402
+from texttopicnet.summaries import read_results, write_summary_table  # noqa: E402
 from texttopicnet.svm import DEFAULT_C_GRID, run_protocol  # noqa: E402
 from texttopicnet.weights import load_network  # noqa: E402
 
@@ -82,23 +83,13 @@ def results_markdown(res: dict) -> str:
 def write_summary(svm_dir: Path) -> Path:
     """RUN/voc_svm/summary.md: mAP of every tag x layer found, side by side (trained vs random)."""
     table: dict[str, dict[str, float]] = {}
-    layers: list[str] = []
-    for f in sorted(svm_dir.glob("*/results_*.json")):
-        try:
-            r = io.read_json(f)
-            table.setdefault(r["tag"], {})[r["layer"]] = r["map"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if r["layer"] not in layers:
-            layers.append(r["layer"])
-    layers.sort(key=FEATURE_LAYERS.index)
-    lines = ["# VOC2007 SVM classification: mAP (%, official 11-point AP)", "",
-             "| network | " + " | ".join(layers) + " |", "|---|" + "---:|" * len(layers)]
-    for tag, row in sorted(table.items()):
-        lines.append(f"| {tag} | " + " | ".join(f"{100 * row[l]:.1f}" if l in row else "-" for l in layers) + " |")
-    path = svm_dir / "summary.md"
-    io.write_text(path, "\n".join(lines) + "\n")
-    return path
+    for r in read_results(svm_dir, "*/results_*.json", ("tag", "layer", "map")):
+        table.setdefault(r["tag"], {})[r["layer"]] = r["map"]
+    layers = sorted({l for row in table.values() for l in row}, key=FEATURE_LAYERS.index)
+    return write_summary_table(svm_dir / "summary.md", "VOC2007 SVM classification: mAP (%, official 11-point AP)",
+                               ["network", *layers],
+                               [[tag, *(f"{100 * row[l]:.1f}" if l in row else "-" for l in layers)]
+                                for tag, row in sorted(table.items())])
 
 
 def main(argv=None):

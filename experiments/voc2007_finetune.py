@@ -31,6 +31,7 @@ from texttopicnet.errors import DataError  # noqa: E402
 from texttopicnet.features import list_digest  # noqa: E402
 from texttopicnet.finetune import FinetuneConfig, epochs, evaluate, finetune, new_head, predict  # noqa: E402
 from texttopicnet.packing import pack_images  # noqa: E402
+from texttopicnet.summaries import summarise  # noqa: E402
 from texttopicnet.weights import load_network  # noqa: E402
 
 STAGE = "voc2007_finetune"
@@ -91,18 +92,11 @@ def results_markdown(r: dict) -> str:
 
 
 def write_summary(ft_dir: Path) -> Path:
-    lines = ["# VOC2007 fine-tuning: test mAP (%)", "", "| network | iterations | centre | 10-crop |",
-             "|---|---:|---:|---:|"]
-    for f in sorted(ft_dir.glob("*/results.json")):
-        try:
-            r = io.read_json(f)
-            lines.append(f"| {r['tag']} | {r['iterations']} | {100 * r['map_center']:.1f} | "
-                         f"{100 * r['map_10crop']:.1f} |")
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    path = ft_dir / "summary.md"
-    io.write_text(path, "\n".join(lines) + "\n")
-    return path
+    """RUN/finetune/summary.md: test mAP of every fine-tuned tag found."""
+    return summarise(ft_dir, "*/results.json", ("tag", "iterations", "map_center", "map_10crop"),
+                     "VOC2007 fine-tuning: test mAP (%)", ["network", "iterations", "centre", "10-crop"],
+                     lambda r: [r["tag"], r["iterations"], f"{100 * r['map_center']:.1f}",
+                                f"{100 * r['map_10crop']:.1f}"])
 
 
 def main(argv=None):

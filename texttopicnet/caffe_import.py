@@ -258,7 +258,7 @@ def check_forward(state: Mapping[str, torch.Tensor]) -> None:
         out = net(torch.zeros(1, 3, 227, 227))
     if not torch.isfinite(out).all():
         raise DataError(f"the converted network gives non-finite outputs on a mean image: the weights in "
-                        f"the .caffemodel are damaged")
+                        "the .caffemodel are damaged")
 
 
 def convert_file(src: str | os.PathLike, output: str | os.PathLike | None = None, *, force: bool = False,
