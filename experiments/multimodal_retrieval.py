@@ -41,11 +41,7 @@ N_EXAMPLES = 4  # queries per direction kept in examples.json for the report's f
 
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
-                                          cli.workers_parser(), cli.device_parser()])
-    p.add_argument("--weights", required=True,
-                   help="training checkpoint .pt, exported/converted .safetensors, or 'random' (seeded by --seed, "
-                        "with as many outputs as the topic model has topics)")
-    p.add_argument("--tag", default=None, help="name of this network in the tables (default: from the weights file)")
+                                          cli.workers_parser(), cli.device_parser(), cli.network_parser()])
     p.add_argument("--lda", type=Path, required=True,
                    help="topic model: folder with ldamodel{K}.lda + dictionary.dict (e.g. RUN/lda), or the .lda file")
     p.add_argument("--split", default="test", choices=["test", "train", "all"],

@@ -40,10 +40,7 @@ STAGE = "voc2007_classification"
 
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
-                                          cli.workers_parser(), cli.device_parser()])
-    p.add_argument("--weights", required=True,
-                   help="training checkpoint .pt, exported/converted .safetensors, or 'random' (seeded by --seed)")
-    p.add_argument("--tag", default=None, help="name of this network in the tables (default: from the weights file)")
+                                          cli.workers_parser(), cli.device_parser(), cli.network_parser()])
     p.add_argument("--layers", nargs="+", default=["pool5", "fc6", "fc7"], choices=FEATURE_LAYERS,
                    help="feature layers; the paper reports pool5, fc6 and fc7")
     p.add_argument("--c-grid", type=float, nargs="+", default=list(DEFAULT_C_GRID),

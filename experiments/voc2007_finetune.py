@@ -40,10 +40,7 @@ D = FinetuneConfig()
 
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
-                                          cli.workers_parser(), cli.device_parser()])
-    p.add_argument("--weights", required=True,
-                   help="training checkpoint .pt, exported/converted .safetensors, or 'random' (seeded by --seed)")
-    p.add_argument("--tag", default=None, help="name of this network in the tables (default: from the weights file)")
+                                          cli.workers_parser(), cli.device_parser(), cli.network_parser()])
     p.add_argument("--iterations", type=int, default=D.iterations,
                    help="SGD iterations; 12,500 x 64 images ~ 160 epochs of trainval, the image budget of "
                         "Kraehenbuehl et al. 2016's VOC07 fine-tuning (80k x 10)")

@@ -25,6 +25,16 @@ def load_script(relpath: str):
     return module
 
 
+def keep_first_voc_ids(main_dir: Path, split: str, n: int) -> None:
+    """Cut ``<split>.txt`` and every ``<class>_<split>.txt`` in ImageSets/Main to their first n ids
+    (keeps CPU tests of the VOC experiments short)."""
+    ids = (main_dir / f"{split}.txt").read_text().split()[:n]
+    (main_dir / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    for f in main_dir.glob(f"*_{split}.txt"):
+        rows = [line for line in f.read_text().splitlines() if line.split() and line.split()[0] in ids]
+        f.write_text("\n".join(rows) + "\n")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real dataset samples in ../shared/data; tests using it skip when it is absent."""

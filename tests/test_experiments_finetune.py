@@ -7,17 +7,10 @@ import shutil
 
 import pytest
 
+from conftest import keep_first_voc_ids as _keep_first
 from conftest import load_script
 from texttopicnet.datasets.voc import find_voc_root, voc_classes
 
-
-def _keep_first(main_dir, split, n):
-    """Rewrite <split>.txt and every <class>_<split>.txt to their first n ids (CRLF kept as-is)."""
-    ids = (main_dir / f"{split}.txt").read_text().split()[:n]
-    (main_dir / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    for f in main_dir.glob(f"*_{split}.txt"):
-        rows = [line for line in f.read_text().splitlines() if line.split() and line.split()[0] in ids]
-        f.write_text("\n".join(rows) + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,12 @@ import shutil
 import pytest
 from PIL import Image
 
+from conftest import keep_first_voc_ids as _keep_first
 from conftest import load_script
 from texttopicnet.datasets.voc import find_voc_root, load_voc_split
 from texttopicnet.errors import UserError
 from texttopicnet.svm import DEFAULT_C_GRID
 
-
-def _keep_first(main_dir, split, n):
-    """Cut <split>.txt and every <class>_<split>.txt to their first n ids (keeps the CPU test short)."""
-    ids = (main_dir / f"{split}.txt").read_text().split()[:n]
-    (main_dir / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    for f in main_dir.glob(f"*_{split}.txt"):
-        rows = [line for line in f.read_text().splitlines() if line.split() and line.split()[0] in ids]
-        f.write_text("\n".join(rows) + "\n")
 
 
 @pytest.fixture(scope="module")

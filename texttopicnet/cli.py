@@ -84,6 +84,16 @@ def workers_parser() -> argparse.ArgumentParser:
     return p
 
 
+def network_parser() -> argparse.ArgumentParser:
+    """``--weights`` and ``--tag``: which network an experiment evaluates and its name in the tables."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--weights", required=True,
+                   help="training checkpoint .pt, exported/converted .safetensors, or 'random' (the random-init "
+                        "baseline of the same architecture, seeded by --seed)")
+    p.add_argument("--tag", default=None, help="name of this network in the tables (default: from the weights file)")
+    return p
+
+
 def device_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--device", default="auto",
