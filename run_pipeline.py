@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from texttopicnet import cli
-from texttopicnet.errors import UserError
+from texttopicnet.core import cli
+from texttopicnet.core.errors import UserError
 from texttopicnet.pipeline import STAGE_NAMES, Runner, demo_settings, paper_settings
 
 PAPER_DATA = ("ImageCLEF_Wikipedia", "VOC2007", "Wikipedia")

@@ -1,4 +1,4 @@
-"""Benchmark: reading a .caffemodel with texttopicnet.caffe_proto vs the protobuf runtime and a naive decoder.
+"""Benchmark: reading a .caffemodel with texttopicnet.weights.caffe_proto vs the protobuf runtime and a naive decoder.
 
 Rows:
 - ``decode packed blobs``: a CaffeNet-sized NetParameter (57M floats, 230 MB; a few
@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import median_time, row  # noqa: E402
-from texttopicnet import caffe_import, caffe_proto  # noqa: E402
+from texttopicnet.weights import caffe_import, caffe_proto  # noqa: E402
 
 
 def _varint(v: int) -> bytes:

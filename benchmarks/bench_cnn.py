@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import median_time, row  # noqa: E402
-from texttopicnet.images import load_rgb  # noqa: E402
-from texttopicnet.models.caffenet import CaffeNet, param_groups  # noqa: E402
-from texttopicnet.packing import pack_images  # noqa: E402
+from texttopicnet.data.images import load_rgb  # noqa: E402
+from texttopicnet.data.packing import pack_images  # noqa: E402
+from texttopicnet.networks.caffenet import CaffeNet, param_groups  # noqa: E402
 from texttopicnet.training.data import BatchPlan, PackedData, Prefetcher, cpu_batch, crop_rows, network_input  # noqa: E402
 from texttopicnet.training.losses import sigmoid_cross_entropy  # noqa: E402
 from texttopicnet.training.toydata import make_labels, make_sample, topic_colours  # noqa: E402

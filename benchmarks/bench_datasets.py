@@ -82,7 +82,7 @@ def naive_listing(coll: Path) -> dict[str, str]:
 
 
 def bench_listing(workdir: Path, quick: bool) -> list[dict]:
-    from texttopicnet.datasets import imageclef
+    from texttopicnet.data.readers import imageclef
 
     n = 10_000 if quick else 100_000
     coll = make_collection(workdir / f"coll{n}", n)
@@ -115,8 +115,8 @@ def _digest(summary: dict) -> str:
 
 
 def bench_generation(workdir: Path, quick: bool) -> list[dict]:
-    from texttopicnet.cli import default_workers
-    from texttopicnet.synthetic import generate
+    from texttopicnet.core.cli import default_workers
+    from texttopicnet.data.synthetic import generate
 
     scale = 0.25 if quick else 1.0
     workers = min(4, default_workers())

@@ -30,7 +30,6 @@ for p in (str(ROOT), str(HERE)):
         sys.path.insert(0, p)
 
 import numpy as np  # noqa: E402
-
 from common import median_time, peak_rss_mb, row  # noqa: E402
 
 K = 40  # the paper's number of topics
@@ -67,7 +66,7 @@ def naive_img2txt_map(T, I, tl, il) -> float:
 
 
 def ours_img2txt_map(T, I, tl, il) -> float:
-    from texttopicnet.retrieval import evaluate_direction, prepare
+    from texttopicnet.evaluation.retrieval import evaluate_direction, prepare
 
     ap, _ = evaluate_direction(prepare(T, I, "kl"), tl, il, "image")
     return float(ap.mean())
@@ -90,7 +89,7 @@ def bench_wikipedia(quick: bool) -> list[dict]:
 
 
 def _large_db_run(n_db: int, n_q: int) -> float:
-    from texttopicnet.retrieval import evaluate_direction, prepare
+    from texttopicnet.evaluation.retrieval import evaluate_direction, prepare
 
     T, _, tl, _ = topic_data(n_q, 10)
     rng = np.random.default_rng(1)
@@ -115,7 +114,7 @@ def bench_large(quick: bool, per_pair: float) -> list[dict]:
 
 
 def bench_svm(quick: bool, workers: int) -> list[dict]:
-    from texttopicnet.svm import run_protocol
+    from texttopicnet.evaluation.svm import run_protocol
 
     rng = np.random.default_rng(0)
     n_cls, dim = 20, (1024 if quick else 4096)
@@ -140,8 +139,8 @@ def bench_svm(quick: bool, workers: int) -> list[dict]:
 def bench_cache(workdir: Path, quick: bool) -> list[dict]:
     from PIL import Image
 
-    from texttopicnet.features import cached_features
-    from texttopicnet.weights import load_network
+    from texttopicnet.evaluation.features import cached_features
+    from texttopicnet.weights.loading import load_network
 
     n = 16 if quick else 64
     workdir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +162,7 @@ def bench_cache(workdir: Path, quick: bool) -> list[dict]:
 
 
 def run(workdir: Path, quick: bool) -> list[dict]:
-    from texttopicnet.cli import default_workers
+    from texttopicnet.core.cli import default_workers
 
     rows, per_pair = bench_wikipedia(quick)
     rows = list(rows)

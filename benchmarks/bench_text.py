@@ -42,7 +42,7 @@ LDA_ARGS = ["--no-below", "3", "--passes", "10", "--reproducible", "--no-progres
 
 
 def _real_texts(limit: int | None) -> list[str]:
-    from texttopicnet.datasets.wikipedia import read_wiki_text
+    from texttopicnet.data.readers.wikipedia import read_wiki_text
 
     files = sorted(SHARED_TEXTS.glob("*.xml"))
     if limit:
@@ -51,13 +51,13 @@ def _real_texts(limit: int | None) -> list[str]:
 
 
 def bench_preprocessing(quick: bool) -> list[dict]:
-    from texttopicnet import text
+    from texttopicnet.text import preprocess as text
 
     if not SHARED_TEXTS.is_dir():
         return [row("text", "preprocessing (real Wikipedia texts)", None, notes=f"skipped: {SHARED_TEXTS} absent")]
     texts = _real_texts(300 if quick else None)
     lemmatizer = text.resolve_lemmatizer("auto")
-    from texttopicnet.cli import default_workers
+    from texttopicnet.core.cli import default_workers
 
     workers = default_workers()
     repeat = 1 if quick else 3
@@ -109,12 +109,13 @@ def _stage_run(data_root: Path, out: Path, workers: int, num_topics: int = 40) -
 def bench_labels(workdir: Path, quick: bool) -> list[dict]:
     import numpy as np
 
-    from texttopicnet import labels, text
-    from texttopicnet.cli import default_workers
-    from texttopicnet.datasets.imageclef import read_article
-    from texttopicnet.pairs import read_pairs_tsv, unique_articles
-    from texttopicnet.synthetic import generate
-    from texttopicnet.topics import TopicModel
+    from texttopicnet.core.cli import default_workers
+    from texttopicnet.data.pairs import read_pairs_tsv, unique_articles
+    from texttopicnet.data.readers.imageclef import read_article
+    from texttopicnet.data.synthetic import generate
+    from texttopicnet.text import labels
+    from texttopicnet.text import preprocess as text
+    from texttopicnet.text.topics import TopicModel
 
     data = workdir / "demo_labels"
     if not (data / "synthetic.json").exists():
@@ -243,8 +244,9 @@ def in_memory_stage(data_root: str, workers: int) -> None:
     from gensim.corpora import Dictionary
     from gensim.models import LdaModel
 
-    from texttopicnet import pairs as pairs_mod, text
-    from texttopicnet.datasets import imageclef
+    from texttopicnet.data import pairs as pairs_mod
+    from texttopicnet.data.readers import imageclef
+    from texttopicnet.text import preprocess as text
 
     items = imageclef.list_imageclef(imageclef.find_collection_root(data_root))
     kept, _ = pairs_mod.filter_items(items, workers=workers, progress=False)
@@ -259,8 +261,8 @@ def in_memory_stage(data_root: str, workers: int) -> None:
 
 
 def bench_memory(workdir: Path, quick: bool) -> list[dict]:
-    from texttopicnet.cli import default_workers
-    from texttopicnet.synthetic import generate
+    from texttopicnet.core.cli import default_workers
+    from texttopicnet.data.synthetic import generate
 
     scale = 1.0 if quick else 4.0
     data = workdir / f"demo_x{scale:g}"

@@ -29,8 +29,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from texttopicnet.io import read_json, write_json, write_text  # noqa: E402
-from texttopicnet.provenance import git_commit, library_versions  # noqa: E402
+from texttopicnet.core.io import read_json, write_json, write_text  # noqa: E402
+from texttopicnet.core.provenance import git_commit, library_versions  # noqa: E402
 
 MODULES = ("datasets", "text", "cnn", "experiments", "caffe_import")
 

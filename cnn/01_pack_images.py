@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from texttopicnet import cli, io, provenance  # noqa: E402
-from texttopicnet.errors import DataError  # noqa: E402
-from texttopicnet.packing import pack_images  # noqa: E402
+from texttopicnet.core import cli, io, provenance  # noqa: E402
+from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.data.packing import pack_images  # noqa: E402
 
 STAGE = "pack_images"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import cli, dist, provenance  # noqa: E402
+from texttopicnet.core import cli, dist, provenance  # noqa: E402
 from texttopicnet.training.config import PRESETS, make_config  # noqa: E402
 
 STAGE = "train"

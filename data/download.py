@@ -21,8 +21,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import cli, downloads  # noqa: E402
-from texttopicnet.errors import DataError  # noqa: E402
+from texttopicnet.core import cli  # noqa: E402
+from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.data import downloads  # noqa: E402
 
 IMAGECLEF_HELP = """\
 The ImageCLEF Wikipedia Retrieval 2010 collection (TextTopicNet's training data) is
@@ -68,7 +69,7 @@ def build_parser():
 def confirm_with_readers(dataset: str, target: Path) -> str:
     """Open the result with the readers the stages use; a DataError here means the stages would fail too."""
     if dataset == "voc2007":
-        from texttopicnet.datasets import voc
+        from texttopicnet.data.readers import voc
 
         root = voc.find_voc_root(target)
         parts = []
@@ -77,7 +78,7 @@ def confirm_with_readers(dataset: str, target: Path) -> str:
                 s = voc.load_voc_split(root, split)
                 parts.append(f"{split} {len(s.ids):,} images x {len(s.classes)} classes")
         return f"VOC2007 at {root}: " + ", ".join(parts)
-    from texttopicnet.datasets import wikipedia
+    from texttopicnet.data.readers import wikipedia
 
     root = wikipedia.find_wikipedia_root(target)
     pairs = wikipedia.load_wikipedia(root, "all")
@@ -86,7 +87,7 @@ def confirm_with_readers(dataset: str, target: Path) -> str:
 
 
 def check_imageclef(root: Path) -> int:
-    from texttopicnet.datasets import imageclef
+    from texttopicnet.data.readers import imageclef
 
     print(IMAGECLEF_HELP.format(root=root))
     try:

@@ -20,9 +20,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import cli, provenance  # noqa: E402
-from texttopicnet.errors import UserError  # noqa: E402
-from texttopicnet.synthetic import FOLDERS, SUMMARY_NAME, generate  # noqa: E402
+from texttopicnet.core import cli, provenance  # noqa: E402
+from texttopicnet.core.errors import UserError  # noqa: E402
+from texttopicnet.data.synthetic import FOLDERS, SUMMARY_NAME, generate  # noqa: E402
 
 STAGE = "make_synthetic"
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import cli, provenance  # noqa: E402
-from texttopicnet.features import DATASETS, cache_dir, cache_stem, cached_features, dataset_images  # noqa: E402
-from texttopicnet.models.caffenet import FEATURE_LAYERS  # noqa: E402
-from texttopicnet.weights import load_network  # noqa: E402
+from texttopicnet.core import cli, provenance  # noqa: E402
+from texttopicnet.evaluation.features import DATASETS, cache_dir, cache_stem, cached_features, dataset_images  # noqa: E402
+from texttopicnet.networks.caffenet import FEATURE_LAYERS  # noqa: E402
+from texttopicnet.weights.loading import load_network  # noqa: E402
 
 STAGE = "extract_features"
 

@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from texttopicnet import cli, io, provenance  # noqa: E402
-from texttopicnet.datasets.wikipedia import categories, find_wikipedia_root, load_wikipedia  # noqa: E402
-from texttopicnet.errors import DataError  # noqa: E402
-from texttopicnet.features import cached_features  # noqa: E402
-from texttopicnet.retrieval import SCORES, evaluate  # noqa: E402
-from texttopicnet.summaries import summarise  # noqa: E402
-from texttopicnet.topics import TopicModel  # noqa: E402
-from texttopicnet.weights import load_network  # noqa: E402
+from texttopicnet.core import cli, io, provenance  # noqa: E402
+from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.data.readers.wikipedia import categories, find_wikipedia_root, load_wikipedia  # noqa: E402
+from texttopicnet.evaluation.features import cached_features  # noqa: E402
+from texttopicnet.evaluation.retrieval import SCORES, evaluate  # noqa: E402
+from texttopicnet.evaluation.summaries import summarise  # noqa: E402
+from texttopicnet.text.topics import TopicModel  # noqa: E402
+from texttopicnet.weights.loading import load_network  # noqa: E402
 
 STAGE = "multimodal_retrieval"
 N_EXAMPLES = 4  # queries per direction kept in examples.json for the report's figure

@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from texttopicnet import cli, io, provenance  # noqa: E402
-from texttopicnet.datasets.voc import find_voc_root, load_voc_split  # noqa: E402
-from texttopicnet.errors import DataError, UserError  # noqa: E402
-from texttopicnet.features import cached_features  # noqa: E402
-from texttopicnet.models.caffenet import FEATURE_LAYERS  # noqa: E402
-from texttopicnet.summaries import read_results, write_summary_table  # noqa: E402
-from texttopicnet.svm import DEFAULT_C_GRID, run_protocol  # noqa: E402
-from texttopicnet.weights import load_network  # noqa: E402
+from texttopicnet.core import cli, io, provenance  # noqa: E402
+from texttopicnet.core.errors import DataError, UserError  # noqa: E402
+from texttopicnet.data.readers.voc import find_voc_root, load_voc_split  # noqa: E402
+from texttopicnet.evaluation.features import cached_features  # noqa: E402
+from texttopicnet.evaluation.summaries import read_results, write_summary_table  # noqa: E402
+from texttopicnet.evaluation.svm import DEFAULT_C_GRID, run_protocol  # noqa: E402
+from texttopicnet.networks.caffenet import FEATURE_LAYERS  # noqa: E402
+from texttopicnet.weights.loading import load_network  # noqa: E402
 
 STAGE = "voc2007_classification"
 

@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from texttopicnet import cli, io, provenance  # noqa: E402
-from texttopicnet.datasets.voc import find_voc_root, load_voc_split  # noqa: E402
-from texttopicnet.errors import DataError  # noqa: E402
-from texttopicnet.features import list_digest  # noqa: E402
-from texttopicnet.finetune import FinetuneConfig, epochs, evaluate, finetune, new_head, predict  # noqa: E402
-from texttopicnet.packing import pack_images  # noqa: E402
-from texttopicnet.summaries import summarise  # noqa: E402
-from texttopicnet.weights import load_network  # noqa: E402
+from texttopicnet.core import cli, io, provenance  # noqa: E402
+from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.data.packing import pack_images  # noqa: E402
+from texttopicnet.data.readers.voc import find_voc_root, load_voc_split  # noqa: E402
+from texttopicnet.evaluation.features import list_digest  # noqa: E402
+from texttopicnet.evaluation.finetune import FinetuneConfig, epochs, evaluate, finetune, new_head, predict  # noqa: E402
+from texttopicnet.evaluation.summaries import summarise  # noqa: E402
+from texttopicnet.weights.loading import load_network  # noqa: E402
 
 STAGE = "voc2007_finetune"
 D = FinetuneConfig()

@@ -19,9 +19,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import cli, io, pairs, provenance  # noqa: E402
-from texttopicnet.datasets import imageclef  # noqa: E402
-from texttopicnet.errors import DataError  # noqa: E402
+from texttopicnet.core import cli, io, provenance  # noqa: E402
+from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.data import pairs  # noqa: E402
+from texttopicnet.data.readers import imageclef  # noqa: E402
 
 STAGE = "pairs"
 

@@ -23,11 +23,12 @@ if __package__ in (None, ""):
 
 from gensim.corpora import MmCorpus  # noqa: E402
 
-from texttopicnet import cli, io, provenance, topics_train  # noqa: E402
-from texttopicnet.errors import UserError  # noqa: E402
-from texttopicnet.pairs import inputs_unchanged, read_pairs_tsv, unique_articles  # noqa: E402
-from texttopicnet.text import LEMMATIZERS, resolve_lemmatizer  # noqa: E402
-from texttopicnet.topics import DICTIONARY_NAME, model_filename, save_lda  # noqa: E402
+from texttopicnet.core import cli, io, provenance  # noqa: E402
+from texttopicnet.core.errors import UserError  # noqa: E402
+from texttopicnet.data.pairs import inputs_unchanged, read_pairs_tsv, unique_articles  # noqa: E402
+from texttopicnet.text import lda_train  # noqa: E402
+from texttopicnet.text.preprocess import LEMMATIZERS, resolve_lemmatizer  # noqa: E402
+from texttopicnet.text.topics import DICTIONARY_NAME, model_filename, save_lda  # noqa: E402
 
 STAGE = "lda"
 
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     progress = not args.no_progress
     t0 = time.perf_counter()
 
-    tokens_path, stats = topics_train.tokenize_articles(articles, out_dir, lemmatizer, workers=args.workers,
+    tokens_path, stats = lda_train.tokenize_articles(articles, out_dir, lemmatizer, workers=args.workers,
                                                         progress=progress, reuse=not args.force)
     cli.log(f"preprocessing: {stats.tokens} tokens; {len(stats.empty_after_preprocessing)} articles empty after "
             f"preprocessing, {len(stats.unreadable)} unreadable" + (" (reused tokens.txt)" if stats.reused else ""))
@@ -100,31 +101,31 @@ def main(argv=None) -> int:
         cli.log(f"  unreadable: {line}")
     t_pre = time.perf_counter() - t0
 
-    dictionary, vocab_before = topics_train.build_dictionary(tokens_path, args.no_below, args.no_above)
+    dictionary, vocab_before = lda_train.build_dictionary(tokens_path, args.no_below, args.no_above)
     cli.log(f"dictionary: {vocab_before} words -> {len(dictionary)} after filter_extremes("
             f"no_below={args.no_below}, no_above={args.no_above})")
     dict_path, mm_path, docs_path = out_dir / DICTIONARY_NAME, out_dir / "corpus.mm", out_dir / "documents.txt"
     with io.atomic_path(dict_path) as tmp:
         dictionary.save(str(tmp))
-    documents, no_words = topics_train.build_bow_corpus(tokens_path, dictionary, articles, mm_path)
+    documents, no_words = lda_train.build_bow_corpus(tokens_path, dictionary, articles, mm_path)
     io.write_lines(docs_path, documents)
     corpus = MmCorpus(str(mm_path))
     cli.log(f"corpus: {len(documents)} documents ({len(no_words)} articles had no dictionary word and are left out)")
 
-    heldout_rows = topics_train.split_heldout(len(corpus), args.holdout, args.seed)
-    train = topics_train.Subset(corpus, set(heldout_rows))
+    heldout_rows = lda_train.split_heldout(len(corpus), args.holdout, args.seed)
+    train = lda_train.Subset(corpus, set(heldout_rows))
     if len(train) < args.num_topics:
         cli.log(f"warning: {len(train)} training documents for {args.num_topics} topics; topics will be noisy")
     cli.log(f"training LDA: {args.num_topics} topics, {args.passes} pass(es), {len(train)} documents "
             f"({len(heldout_rows)} held out) ...")
     t1 = time.perf_counter()
-    lda, mode = topics_train.train_lda(train, dictionary, args.num_topics, args.passes, args.seed, args.workers,
+    lda, mode = lda_train.train_lda(train, dictionary, args.num_topics, args.passes, args.seed, args.workers,
                                        args.reproducible, chunksize=args.chunksize, iterations=args.iterations)
     t_lda = time.perf_counter() - t1
     cli.log(f"trained with {mode} in {t_lda:.1f} s; top words:")
-    cli.log(topics_train.format_topics(lda))
+    cli.log(lda_train.format_topics(lda))
 
-    quality = topics_train.evaluate(lda, dictionary, train, [corpus[i] for i in heldout_rows], tokens_path,
+    quality = lda_train.evaluate(lda, dictionary, train, [corpus[i] for i in heldout_rows], tokens_path,
                                     total_docs=len(corpus),
                                     coherence=args.coherence, seed=args.seed, workers=args.workers)
     cli.log(f"held-out perplexity: {quality['heldout_perplexity']}; coherence ({args.coherence}): "
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
 
     model_files = save_lda(lda, out_dir / model_filename(args.num_topics))
     topics_path, quality_path = out_dir / "topics.json", out_dir / "quality.json"
-    io.write_json(topics_path, topics_train.topics_json(lda))
+    io.write_json(topics_path, lda_train.topics_json(lda))
     io.write_json(quality_path, {**quality, "lda_mode": mode, "train_docs": len(train)})
     counts = {**stats.as_dict(), "no_dictionary_words": len(no_words), "corpus_documents": len(documents),
               "vocabulary_before_filter": vocab_before, "vocabulary": len(dictionary),

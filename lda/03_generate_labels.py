@@ -22,11 +22,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import cli, io, labels, provenance  # noqa: E402
-from texttopicnet.errors import UserError  # noqa: E402
-from texttopicnet.pairs import inputs_unchanged, read_pairs_tsv, unique_articles  # noqa: E402
-from texttopicnet.text import LEMMATIZERS, resolve_lemmatizer  # noqa: E402
-from texttopicnet.topics import TopicModel, find_model_file  # noqa: E402
+from texttopicnet.core import cli, io, provenance  # noqa: E402
+from texttopicnet.core.errors import UserError  # noqa: E402
+from texttopicnet.data.pairs import inputs_unchanged, read_pairs_tsv, unique_articles  # noqa: E402
+from texttopicnet.text import labels  # noqa: E402
+from texttopicnet.text.preprocess import LEMMATIZERS, resolve_lemmatizer  # noqa: E402
+from texttopicnet.text.topics import TopicModel, find_model_file  # noqa: E402
 
 STAGE = "labels"
 

@@ -1,10 +1,10 @@
 """Convert a Caffe .caffemodel (e.g. the published TextTopicNet weights) to a .safetensors state dict.
 
-Reads the binary protobuf without Caffe (texttopicnet.caffe_proto), maps every layer
+Reads the binary protobuf without Caffe (texttopicnet.weights.caffe_proto), maps every layer
 with weights onto our CaffeNet (conv1..conv5, fc6, fc7, fc8; exact set and shapes
 asserted, anything unexpected reported by name) and writes the state dict with the
 source file's name, sha256 and the number of outputs in the header metadata. The
-result loads with ``texttopicnet.weights.load_network(path)`` or
+result loads with ``texttopicnet.weights.loading.load_network(path)`` or
 ``CaffeNet(n).load_state_dict(safetensors.torch.load_file(path))``.
 
 Run::
@@ -25,8 +25,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import caffe_import, cli  # noqa: E402
-from texttopicnet.errors import UserError  # noqa: E402
+from texttopicnet.core import cli  # noqa: E402
+from texttopicnet.core.errors import UserError  # noqa: E402
+from texttopicnet.weights import caffe_import  # noqa: E402
 
 STAGE = "convert_caffemodel"
 

@@ -10,8 +10,8 @@ model, its state and dictionary (``lda``) and ``training_labels40.json`` (``labe
 No checksums were published, so the sha256 of each file is recorded beside it
 (``<file>.sha256``) and checked when the file is reused. Then: every ``.caffemodel``
 becomes a ``.safetensors`` state dict (pretrained/convert_caffemodel.py) that is loaded
-with texttopicnet.weights.load_network; the LDA files are loaded with
-texttopicnet.topics.TopicModel; the labels are converted to our labels format
+with texttopicnet.weights.loading.load_network; the LDA files are loaded with
+texttopicnet.text.topics.TopicModel; the labels are converted to our labels format
 (``--labels-out``). Rerunning skips whatever is already done. ``--url BASE`` or the
 environment variable TEXTTOPICNET_PRETRAINED_URL fetches ``BASE/<file name>`` over
 plain HTTP(S) instead of Google Drive (a mirror, or a local server in tests).
@@ -26,8 +26,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from texttopicnet import caffe_import, cli, downloads, published  # noqa: E402
-from texttopicnet.errors import DataError  # noqa: E402
+from texttopicnet.core import cli  # noqa: E402
+from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.data import downloads  # noqa: E402
+from texttopicnet.weights import caffe_import, published  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 URL_ENV = "TEXTTOPICNET_PRETRAINED_URL"
@@ -67,7 +69,7 @@ def fetch_all(arts, dest: Path, base: str | None, args) -> dict[str, Path]:
 
 
 def check_network(path: Path, expected_outputs: int) -> str:
-    from texttopicnet.weights import load_network
+    from texttopicnet.weights.loading import load_network
 
     net, info = load_network(path)
     if info["num_outputs"] != expected_outputs:
@@ -76,7 +78,7 @@ def check_network(path: Path, expected_outputs: int) -> str:
 
 
 def check_lda(dest: Path) -> str:
-    from texttopicnet.topics import TopicModel
+    from texttopicnet.text.topics import TopicModel
 
     try:
         tm = TopicModel.load(dest / "ldamodel40.lda")

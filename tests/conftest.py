@@ -46,7 +46,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory) -> Path:
     """A small demo corpus generated once per test session (all three dataset layouts)."""
-    from texttopicnet.synthetic import generate
+    from texttopicnet.data.synthetic import generate
 
     out = tmp_path_factory.mktemp("demo_corpus")
     generate(out, seed=0, scale=0.25)

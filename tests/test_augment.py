@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from texttopicnet.augment import center_crop, crop_flip, random_crop_flip, random_crop_params, ten_crop
+from texttopicnet.training.augment import center_crop, crop_flip, random_crop_flip, random_crop_params, ten_crop
 
 
 def _batch(n=6, h=20, w=24, seed=0):

@@ -17,11 +17,11 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from texttopicnet import caffe_import, caffe_proto
-from texttopicnet.errors import DataError, UserError
-from texttopicnet.io import sha256_file
-from texttopicnet.models.caffenet import CaffeNet
-from texttopicnet.weights import load_network
+from texttopicnet.core.errors import DataError, UserError
+from texttopicnet.core.io import sha256_file
+from texttopicnet.networks.caffenet import CaffeNet
+from texttopicnet.weights import caffe_import, caffe_proto
+from texttopicnet.weights.loading import load_network
 
 F = descriptor_pb2.FieldDescriptorProto
 OPT, REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED

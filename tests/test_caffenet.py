@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from texttopicnet.models.caffenet import FEATURE_LAYERS, MEAN_BGR, CaffeNet, param_groups, preprocess_uint8
+from texttopicnet.networks.caffenet import FEATURE_LAYERS, MEAN_BGR, CaffeNet, param_groups, preprocess_uint8
 from texttopicnet.training.losses import sigmoid_cross_entropy
 
 EXPECTED_PARAMS = {

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from texttopicnet.checkpoint import (capture_rng_state, clean_state_dict, load_checkpoint, load_state_dict_exact,
-                                     restore_rng_state, save_checkpoint)
-from texttopicnet.errors import DataError
+from texttopicnet.core.errors import DataError
+from texttopicnet.training.checkpoint import (
+    capture_rng_state,
+    clean_state_dict,
+    load_checkpoint,
+    load_state_dict_exact,
+    restore_rng_state,
+    save_checkpoint,
+)
 
 
 def _draws():

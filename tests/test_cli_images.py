@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from texttopicnet import cli, images
-from texttopicnet.errors import DataError
+from texttopicnet.core import cli
+from texttopicnet.core.errors import DataError
+from texttopicnet.data import images
 
 
 def test_run_main_turns_user_error_into_exit_2(capsys):

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from texttopicnet import cli
-from texttopicnet.datasets import imageclef
-from texttopicnet.errors import DataError
+from texttopicnet.core import cli
+from texttopicnet.core.errors import DataError
+from texttopicnet.data.readers import imageclef
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from texttopicnet.datasets import voc
-from texttopicnet.errors import DataError, UserError
+from texttopicnet.core.errors import DataError, UserError
+from texttopicnet.data.readers import voc
 
 # Official VOC2007 devkit, Table 1, "img" columns: images holding at least one
 # non-difficult object of the class (= label 1 in ImageSets/Main/<class>_<split>.txt).

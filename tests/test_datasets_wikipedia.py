@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from texttopicnet.datasets import wikipedia
-from texttopicnet.errors import DataError
+from texttopicnet.core.errors import DataError
+from texttopicnet.data.readers import wikipedia
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Single-process defaults of texttopicnet.dist, and a real 2-process torchrun (gloo) training run."""
+"""Single-process defaults of texttopicnet.core.dist, and a real 2-process torchrun (gloo) training run."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, load_script
-from texttopicnet import dist
-from texttopicnet.checkpoint import load_checkpoint
-from texttopicnet.errors import UserError
-from texttopicnet.models.caffenet import CaffeNet
-from texttopicnet.packing import pack_images
+
+from texttopicnet.core import dist
+from texttopicnet.core.errors import UserError
+from texttopicnet.data.packing import pack_images
+from texttopicnet.networks.caffenet import CaffeNet
+from texttopicnet.training.checkpoint import load_checkpoint
 from texttopicnet.training.toydata import make_labels_run
 
 

@@ -21,8 +21,9 @@ import pytest
 from conftest import load_script
 from PIL import Image
 
-from texttopicnet import cli, downloads
-from texttopicnet.errors import DataError
+from texttopicnet.core import cli
+from texttopicnet.core.errors import DataError
+from texttopicnet.data import downloads
 
 
 class LocalServer:

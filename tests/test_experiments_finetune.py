@@ -6,11 +6,10 @@ import json
 import shutil
 
 import pytest
-
 from conftest import keep_first_voc_ids as _keep_first
 from conftest import load_script
-from texttopicnet.datasets.voc import find_voc_root, voc_classes
 
+from texttopicnet.data.readers.voc import find_voc_root, voc_classes
 
 
 @pytest.fixture(scope="module")

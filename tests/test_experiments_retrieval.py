@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 from gensim.corpora import Dictionary
 from gensim.models import LdaModel
 
-from conftest import load_script
-from texttopicnet.datasets.wikipedia import find_wikipedia_root, load_wikipedia
-from texttopicnet.errors import DataError
-from texttopicnet.metrics import chance_ap
-from texttopicnet.text import preprocess
-from texttopicnet.topics import DICTIONARY_NAME, model_filename, save_lda
+from texttopicnet.core.errors import DataError
+from texttopicnet.data.readers.wikipedia import find_wikipedia_root, load_wikipedia
+from texttopicnet.evaluation.metrics import chance_ap
+from texttopicnet.text.preprocess import preprocess
+from texttopicnet.text.topics import DICTIONARY_NAME, model_filename, save_lda
 
 
 def make_lda(texts, folder: Path, k: int, no_below: int = 2) -> Path:
@@ -80,7 +80,7 @@ def test_demo_end_to_end(script, demo_corpus, demo_lda, tmp_path, capsys):
 def test_network_and_topic_model_must_agree(script, demo_corpus, demo_lda, tmp_path):
     from safetensors.torch import save_file
 
-    from texttopicnet.weights import load_network
+    from texttopicnet.weights.loading import load_network
 
     net, _ = load_network("random", num_outputs=7)
     w = tmp_path / "seven.safetensors"

@@ -6,14 +6,13 @@ import json
 import shutil
 
 import pytest
-from PIL import Image
-
 from conftest import keep_first_voc_ids as _keep_first
 from conftest import load_script
-from texttopicnet.datasets.voc import find_voc_root, load_voc_split
-from texttopicnet.errors import UserError
-from texttopicnet.svm import DEFAULT_C_GRID
+from PIL import Image
 
+from texttopicnet.core.errors import UserError
+from texttopicnet.data.readers.voc import find_voc_root, load_voc_split
+from texttopicnet.evaluation.svm import DEFAULT_C_GRID
 
 
 @pytest.fixture(scope="module")

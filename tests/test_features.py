@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import load_script
-from texttopicnet.checkpoint import save_checkpoint
-from texttopicnet.errors import UserError
-from texttopicnet.features import cache_dir, cached_features, extract
-from texttopicnet.images import load_resized
-from texttopicnet.models.caffenet import CaffeNet, preprocess_uint8
-from texttopicnet.weights import load_network
+from texttopicnet.core.errors import UserError
+from texttopicnet.data.images import load_resized
+from texttopicnet.evaluation.features import cache_dir, cached_features, extract
+from texttopicnet.networks.caffenet import CaffeNet, preprocess_uint8
+from texttopicnet.training.checkpoint import save_checkpoint
+from texttopicnet.weights.loading import load_network
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:

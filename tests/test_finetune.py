@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from texttopicnet.finetune import (FinetuneConfig, batch_indices, evaluate, finetune, lr_at, masked_bce,
-                                   new_head, param_groups, predict)
-from texttopicnet.weights import load_network
+from texttopicnet.evaluation.finetune import (
+    FinetuneConfig,
+    batch_indices,
+    evaluate,
+    finetune,
+    lr_at,
+    masked_bce,
+    new_head,
+    param_groups,
+    predict,
+)
+from texttopicnet.weights.loading import load_network
 
 
 def test_batch_indices_walk_seeded_permutations():
@@ -81,8 +90,8 @@ def test_resume_gives_identical_weights(tmp_path):
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):
-    from texttopicnet.checkpoint import save_checkpoint
-    from texttopicnet.errors import UserError
+    from texttopicnet.core.errors import UserError
+    from texttopicnet.training.checkpoint import save_checkpoint
 
     imgs, labels = _toy(n=4)
     other = dict(vars(FinetuneConfig(batch_size=3)))

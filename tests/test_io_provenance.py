@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from texttopicnet import io, provenance
+from texttopicnet.core import io, provenance
 
 
 def test_atomic_open_leaves_no_file_on_error(tmp_path):

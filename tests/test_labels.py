@@ -1,4 +1,4 @@
-"""Per-image labels (texttopicnet.labels): one inference per article, exclusions counted, strict rows."""
+"""Per-image labels (texttopicnet.text.labels): one inference per article, exclusions counted, strict rows."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from gensim.corpora import Dictionary
 from gensim.models import LdaModel
 
-from texttopicnet import labels
-from texttopicnet.errors import DataError
-from texttopicnet.pairs import Pair
-from texttopicnet.topics import TopicModel, save_lda
+from texttopicnet.core.errors import DataError
+from texttopicnet.data.pairs import Pair
+from texttopicnet.text import labels
+from texttopicnet.text.topics import TopicModel, save_lda
 
 WORDS = {
     "sea": "wave harbour sailor coral tide reef whale fishing boat lighthouse".split(),
@@ -59,7 +59,7 @@ def test_infer_articles_status_and_rows(setup):
     assert np.allclose(vecs[:3].sum(axis=1), 1, atol=1e-5)
     # The rows are what TopicModel.infer gives for the same text (one code path for labels and retrieval).
     tm = TopicModel.load(model_dir, lemmatizer="none")
-    from texttopicnet.datasets.imageclef import read_article
+    from texttopicnet.data.readers.imageclef import read_article
     assert np.array_equal(vecs[:3], tm.infer([read_article(a) for a in articles[:3]]))
     assert vecs[0].argmax() != vecs[1].argmax()  # sea and sky articles land in different topics
 

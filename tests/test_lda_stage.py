@@ -12,9 +12,9 @@ import pytest
 from conftest import load_script
 from PIL import Image
 
-from texttopicnet import io, provenance
-from texttopicnet.cli import run_main
-from texttopicnet.errors import UserError
+from texttopicnet.core import io, provenance
+from texttopicnet.core.cli import run_main
+from texttopicnet.core.errors import UserError
 
 build = load_script("lda/01_build_train_dict.py")
 learn = load_script("lda/02_learn_lda.py")
@@ -150,7 +150,7 @@ def test_reproducible_mode_gives_identical_topics(demo_run, tmp_path):
 
 def _real_text_collection(shared_data: Path, root: Path, n_articles: int) -> Path:
     """An ImageCLEF-layout collection whose articles are real Wikipedia texts (images are small noise JPEGs)."""
-    from texttopicnet.datasets.wikipedia import read_wiki_text
+    from texttopicnet.data.readers.wikipedia import read_wiki_text
 
     coll = root / "ImageCLEF_Wikipedia"
     for d in ("images/0", "metadata/0", "text/en"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from texttopicnet.metrics import average_precision, chance_ap, retrieval_map, voc07_ap
+from texttopicnet.evaluation.metrics import average_precision, chance_ap, retrieval_map, voc07_ap
 
 
 def ref_voc07_ap(scores, labels):
@@ -126,7 +126,7 @@ def test_chance_ap_matches_simulation():
 @pytest.mark.parametrize("kind", ["uniform", "ties", "signed", "zeros"])
 def test_vectorised_float32_path_equals_row_loop(kind):
     """float32 blocks use packed integer keys; float64 uses the per-row loop: same APs, same ties."""
-    from texttopicnet.metrics import retrieval_ap_rows
+    from texttopicnet.evaluation.metrics import retrieval_ap_rows
 
     rng = np.random.default_rng(5)
     shape = (30, 200)

@@ -10,13 +10,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ROOT, load_script
 from PIL import Image
 
-from conftest import ROOT, load_script
-from texttopicnet.errors import DataError
-from texttopicnet.images import load_resized
-from texttopicnet.io import read_lines
-from texttopicnet.packing import pack_images
+from texttopicnet.core.errors import DataError
+from texttopicnet.core.io import read_lines
+from texttopicnet.data.images import load_resized
+from texttopicnet.data.packing import pack_images
 from texttopicnet.training.toydata import make_labels_run
 
 
@@ -79,7 +79,7 @@ def test_killed_pack_resumes_where_it_stopped(tmp_path):
     os.mkfifo(fifo)  # opening it blocks: the packer is stuck at row 4, rows 0-3 are done
     paths.insert(4, str(fifo))
     out = tmp_path / "packed" / "images.npy"
-    code = ("import sys; from texttopicnet.packing import pack_images; "
+    code = ("import sys; from texttopicnet.data.packing import pack_images; "
             f"pack_images(sys.argv[1:], {str(out)!r}, workers=1, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code, *paths], cwd=ROOT)
     progress = out.with_name(".images.npy.progress")

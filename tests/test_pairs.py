@@ -1,4 +1,4 @@
-"""Training-pair filters (texttopicnet.pairs) on a hand-built ImageCLEF collection with every bad case."""
+"""Training-pair filters (texttopicnet.data.pairs) on a hand-built ImageCLEF collection with every bad case."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from texttopicnet import pairs
-from texttopicnet.datasets import imageclef
-from texttopicnet.errors import DataError
+from texttopicnet.core.errors import DataError
+from texttopicnet.data import pairs
+from texttopicnet.data.readers import imageclef
 
 
 def _jpeg(path: Path, w: int, h: int, mode: str = "RGB", seed: int = 0) -> None:

@@ -5,7 +5,6 @@ import json
 import re
 
 import pytest
-
 from conftest import load_script
 
 

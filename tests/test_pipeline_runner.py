@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent('''
     import sys
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from texttopicnet import io, provenance
+    from texttopicnet.core import io, provenance
     out = Path(sys.argv[1])
     force = "--force" in sys.argv
     if provenance.stage_is_done(out, {name!r}) and not force:
@@ -102,7 +102,7 @@ def test_run_pipeline_missing_real_data_and_published_files_are_clear_errors(tmp
 
     pipeline = load_script("run_pipeline.py")
     with pytest.raises(SystemExit) as exc:
-        from texttopicnet import cli
+        from texttopicnet.core import cli
 
         cli.run_main(pipeline.main, ["--dataset", "paper", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")])
     assert exc.value.code == 2

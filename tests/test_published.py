@@ -12,9 +12,9 @@ from gensim.corpora import Dictionary
 from gensim.models import LdaModel
 from test_downloads import LocalServer
 
-from texttopicnet import io, provenance
-from texttopicnet.errors import DataError
-from texttopicnet.published import ARTEFACTS, convert_training_labels
+from texttopicnet.core import io, provenance
+from texttopicnet.core.errors import DataError
+from texttopicnet.weights.published import ARTEFACTS, convert_training_labels
 
 K = 40
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import entropy
 
-from texttopicnet.metrics import retrieval_map
-from texttopicnet.retrieval import EPS, evaluate_direction, kl_divergence_matrix, prepare
+from texttopicnet.evaluation.metrics import retrieval_map
+from texttopicnet.evaluation.retrieval import EPS, evaluate_direction, kl_divergence_matrix, prepare
 
 
 def _ref_kl(P, Q):

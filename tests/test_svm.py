@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from texttopicnet.datasets.voc import load_voc_split
-from texttopicnet.metrics import voc07_ap
-from texttopicnet.svm import DEFAULT_C_GRID, fit_score, run_protocol
+from texttopicnet.data.readers.voc import load_voc_split
+from texttopicnet.evaluation.metrics import voc07_ap
+from texttopicnet.evaluation.svm import DEFAULT_C_GRID, fit_score, run_protocol
 
 
 def _data(rng, n, n_cls, dim, signal):

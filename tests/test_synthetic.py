@@ -10,13 +10,14 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from conftest import load_script
 from PIL import Image
 
-from conftest import load_script
-from texttopicnet import cli, images, provenance
-from texttopicnet.datasets import imageclef, voc, wikipedia
-from texttopicnet.synthetic import build_plan, generate
-from texttopicnet.synthetic.vocab import SUBJECT_WORDS
+from texttopicnet.core import cli, provenance
+from texttopicnet.data import images
+from texttopicnet.data.readers import imageclef, voc, wikipedia
+from texttopicnet.data.synthetic import build_plan, generate
+from texttopicnet.data.synthetic.vocab import SUBJECT_WORDS
 
 
 def _tree_digests(root):
@@ -73,7 +74,7 @@ def test_every_imageclef_edge_case_is_really_there(demo_corpus, summary):
 
 
 def test_articles_edge_cases_survive_preprocessing_as_planned(demo_corpus, summary):
-    from texttopicnet.text import preprocess
+    from texttopicnet.text.preprocess import preprocess
 
     root = imageclef.find_collection_root(demo_corpus)
     items = {str(it.image_path.relative_to(demo_corpus)): it for it in imageclef.list_imageclef(root)}

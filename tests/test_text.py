@@ -1,4 +1,4 @@
-"""Preprocessing (texttopicnet.text): the paper's steps on tricky wiki text and the real Wikipedia texts."""
+"""Preprocessing (texttopicnet.text.preprocess): the paper's steps on tricky wiki text and the real Wikipedia texts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from texttopicnet import text
-from texttopicnet.errors import UserError
+from texttopicnet.core.errors import UserError
+from texttopicnet.text import preprocess as text
 
 TRICKY = """'''Paris''' is the capital of [[France|the French republic]].<ref>{{cite web|url=http://x.org|title=Footnote}}</ref>
 {{Infobox settlement|name=Paris|population_total=2234105}}
@@ -101,7 +101,7 @@ def test_cache_gives_identical_results_to_uncached_steps():
 
 
 def _real_texts(shared_data, n):
-    from texttopicnet.datasets.wikipedia import read_wiki_text
+    from texttopicnet.data.readers.wikipedia import read_wiki_text
 
     files = sorted((shared_data / "wikipedia" / "texts").glob("*.xml"))
     assert len(files) == 2866
@@ -122,7 +122,7 @@ def test_real_wikipedia_texts_fast_equals_naive(shared_data):
 
 
 def test_real_text_known_content(shared_data):
-    from texttopicnet.datasets.wikipedia import read_wiki_text
+    from texttopicnet.data.readers.wikipedia import read_wiki_text
 
     raw = read_wiki_text(shared_data / "wikipedia" / "texts" / "004606b82f7609592a76c2108e56e0fb-3.1.xml")
     toks = tokens_none(raw)
@@ -141,7 +141,7 @@ def test_preprocess_many_parallel_equals_sequential(shared_data, tmp_path):
 
 
 def test_preprocess_many_reports_unreadable_files(tmp_path):
-    from texttopicnet.datasets.imageclef import read_article
+    from texttopicnet.data.readers.imageclef import read_article
 
     good = tmp_path / "good.txt"
     good.write_bytes(b"Volcanic islands \xff erupted violently")

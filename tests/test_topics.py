@@ -1,4 +1,4 @@
-"""TopicModel (texttopicnet.topics): loading (incl. old-gensim pickles), inference properties, top words."""
+"""TopicModel (texttopicnet.text.topics): loading (incl. old-gensim pickles), inference properties, top words."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from gensim.corpora import Dictionary
 from gensim.models import LdaModel
 
-from texttopicnet.errors import DataError, UserError
-from texttopicnet.topics import TopicModel, find_model_file, load_lda, save_lda
+from texttopicnet.core.errors import DataError, UserError
+from texttopicnet.text.topics import TopicModel, find_model_file, load_lda, save_lda
 
 THEMES = {
     "ocean": "wave harbour sailor coral tide reef whale fishing boat lighthouse".split(),

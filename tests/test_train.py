@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, load_script
-from texttopicnet.checkpoint import load_checkpoint
-from texttopicnet.errors import UserError
-from texttopicnet.io import sha256_file
-from texttopicnet.models.caffenet import CaffeNet
-from texttopicnet.packing import pack_images
+
+from texttopicnet.core.errors import UserError
+from texttopicnet.core.io import sha256_file
+from texttopicnet.data.packing import pack_images
+from texttopicnet.networks.caffenet import CaffeNet
+from texttopicnet.training.checkpoint import load_checkpoint
 from texttopicnet.training.export import load_exported
 from texttopicnet.training.toydata import make_labels_run
 
@@ -101,7 +101,7 @@ def test_outputs_follow_the_contract(reference):
 
 
 def test_experiments_can_load_the_export(reference):
-    weights = pytest.importorskip("texttopicnet.weights")
+    weights = pytest.importorskip("texttopicnet.weights.loading")
     net, info = weights.load_network(reference / "model.safetensors")
     assert info["num_outputs"] == 5 and isinstance(net, CaffeNet)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from texttopicnet.errors import DataError, UserError
+from texttopicnet.core.errors import DataError, UserError
 from texttopicnet.training.config import PRESETS, make_config
 from texttopicnet.training.data import BatchPlan
 from texttopicnet.training.logging import loss_summary, read_log, truncate_log
@@ -94,7 +94,7 @@ def test_loss_summary_and_log_truncation(tmp_path):
 
 
 def test_fast_cpu_input_conversion_equals_preprocess_uint8():
-    from texttopicnet.models.caffenet import preprocess_uint8
+    from texttopicnet.networks.caffenet import preprocess_uint8
     from texttopicnet.training.data import network_input
 
     x = torch.randint(0, 256, (3, 3, 9, 7), dtype=torch.uint8)

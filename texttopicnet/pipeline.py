@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import UserError
-from .io import read_json, write_json
-from .provenance import META_NAME, stage_is_done
+from .core.errors import UserError
+from .core.io import read_json, write_json
+from .core.provenance import META_NAME, stage_is_done
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

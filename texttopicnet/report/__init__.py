@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import write_text
-from ..provenance import write_meta
+from ..core.io import write_text
+from ..core.provenance import write_meta
 from .collect import collect
 from .figures import ap_bars, loss_curve, retrieval_examples, topic_gallery
 from .render import fmt, to_html, to_markdown
@@ -28,7 +28,7 @@ STAGE = "report"
 def _voc_chance(data_root: Path) -> tuple[list[str], dict[str, float]] | None:
     """Chance AP per class = positives / (positives + negatives) on test (0-labelled ignored)."""
     try:
-        from ..datasets.voc import find_voc_root, load_voc_split
+        from ..data.readers.voc import find_voc_root, load_voc_split
 
         split = load_voc_split(find_voc_root(data_root), "test")
     except Exception:

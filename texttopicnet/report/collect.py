@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..provenance import META_NAME
+from ..core.provenance import META_NAME
 
 # Numbers the paper reports for its 40-topic CaffeNet (shown beside a --dataset paper run).
 # Filled from texttopicnet/report/paper_numbers.json when present; see that file for sources.

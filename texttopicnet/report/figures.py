@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..core.io import atomic_path  # noqa: E402
 
 COLORS = {"trained": "#1f77b4", "published": "#2ca02c", "random": "#aaaaaa"}
 
@@ -103,7 +103,7 @@ def _thumb(path: str | None, size: int = 128) -> np.ndarray | None:
     if not path:
         return None
     try:
-        from ..images import load_resized
+        from ..data.images import load_resized
 
         return load_resized(path, size=size)
     except Exception:  # a missing example image should not break the report

@@ -17,9 +17,9 @@ import torch
 def topic_top_images(packed_dir: Path, weights: Path, topics: list[int], k: int = 5, max_images: int = 400,
                      seed: int = 0, device: str = "cpu", batch_size: int = 32) -> tuple[np.ndarray, list[list[int]]]:
     """Return (thumbnails uint8 (M, 256, 256, 3), per-topic lists of ``k`` indices into them)."""
-    from ..augment import center_crop
-    from ..models.caffenet import preprocess_uint8
-    from ..weights import load_network
+    from ..networks.caffenet import preprocess_uint8
+    from ..training.augment import center_crop
+    from ..weights.loading import load_network
 
     store = np.load(Path(packed_dir) / "images.npy", mmap_mode="r")
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 PAPER_BATCH = 64
 

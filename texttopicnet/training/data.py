@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..augment import crop_flip, random_crop_params
-from ..errors import DataError
-from ..io import read_lines
-from ..models.caffenet import MEAN_BGR, preprocess_uint8
+from ..core.errors import DataError
+from ..core.io import read_lines
+from ..networks.caffenet import MEAN_BGR, preprocess_uint8
+from .augment import crop_flip, random_crop_params
 
 
 class PackedData:
@@ -257,7 +257,7 @@ def device_batch(batch: Batch, device: torch.device, crop: int = 227,
 def center_batches(data: PackedData, rows: np.ndarray, batch_size: int, device: torch.device, crop: int = 227,
                    channels_last: bool = False):
     """(x, y) batches of centre crops of ``rows`` (the paper's test-time input), for evaluation."""
-    from ..augment import center_crop
+    from .augment import center_crop
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, len(rows), batch_size):

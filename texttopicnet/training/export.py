@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import clean_state_dict
-from ..io import atomic_path, sha256_file, write_text
+from ..core.io import atomic_path, sha256_file, write_text
+from .checkpoint import clean_state_dict
 
 
 def export_weights(model: torch.nn.Module | dict, path: str | Path) -> str:

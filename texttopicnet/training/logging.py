@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..io import append_jsonl, atomic_open
+from ..core.io import append_jsonl, atomic_open
 
 
 def read_log(path: str | Path) -> list[dict]:

@@ -29,12 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import dist
-from ..checkpoint import (capture_rng_state, clean_state_dict, load_checkpoint, load_state_dict_exact,
-                          restore_rng_state, save_checkpoint)
-from ..errors import UserError
-from ..io import write_json
-from ..models.caffenet import CaffeNet, param_groups
+from ..core import dist
+from ..core.errors import UserError
+from ..core.io import write_json
+from ..networks.caffenet import CaffeNet, param_groups
+from .checkpoint import (
+    capture_rng_state,
+    clean_state_dict,
+    load_checkpoint,
+    load_state_dict_exact,
+    restore_rng_state,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .data import BatchPlan, PackedData, Prefetcher, _mix, center_batches, cpu_batch, device_batch
 from .export import export_weights

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import save_npy, write_lines
+from ..core.io import save_npy, write_lines
 
 
 def topic_colours(k: int, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,2 @@
+"""Evaluation: metrics, cached feature extraction, the VOC2007 SVM protocol, fine-tuning and
+cross-modal retrieval."""

@@ -1,0 +1,182 @@
+"""Per-image topic labels: the topic distribution of the article each training image illustrates.
+
+The topic vector is inferred once per unique article (images of one article share it;
+the original re-processed the article for every image), in batches of articles spread
+over worker processes that each load the model once. An article with no topic evidence
+is excluded, with its images, and counted by reason:
+
+- ``unreadable``: the article file cannot be read any more;
+- ``empty_after_preprocessing``: no token survives preprocessing (e.g. only numbers,
+  stop words or markup);
+- ``no_dictionary_words``: tokens, but none in the LDA dictionary.
+
+It is never given a NaN or a silent uniform label. Every kept row is a full K-dim
+distribution (sums to 1 within 1e-5, no NaN): :func:`check_labels` enforces it.
+
+Use::
+
+    from texttopicnet.text import labels
+    vecs, status = labels.infer_articles(article_paths, "runs/demo/lda", workers=2)
+    result = labels.assemble(pairs, article_paths, vecs, status)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..core.errors import DataError
+
+EXCLUSION_REASONS = ("unreadable", "empty_after_preprocessing", "no_dictionary_words")
+SUM_TOLERANCE = 1e-5
+
+_WORKER: dict = {}
+
+
+def _init_worker(model_path: str, lemmatizer: str | None, seed: int) -> None:
+    from ..data.readers.imageclef import read_article
+    from .topics import TopicModel
+
+    tm = TopicModel.load(model_path, lemmatizer=lemmatizer)
+    _WORKER.update(model=tm, prep=tm.preprocessor(), read=read_article, seed=seed)
+
+
+def _label_batch(task: tuple[int, list[str]]) -> tuple[int, np.ndarray, list[str | None]]:
+    start, paths = task
+    tm, prep, read, seed = _WORKER["model"], _WORKER["prep"], _WORKER["read"], _WORKER["seed"]
+    out = np.full((len(paths), tm.num_topics), np.nan, dtype=np.float32)
+    status: list[str | None] = []
+    bows, rows = [], []
+    for j, path in enumerate(paths):
+        try:
+            raw = read(path)
+        except (OSError, ValueError):
+            status.append("unreadable")
+            continue
+        tokens = prep(raw)
+        if not tokens:
+            status.append("empty_after_preprocessing")
+            continue
+        bow = tm.bow(tokens)
+        if not bow:
+            status.append("no_dictionary_words")
+            continue
+        status.append(None)
+        bows.append(bow)
+        rows.append(j)
+    if bows:
+        out[rows] = tm.infer_bow(bows, empty="raise", seed=seed)
+    return start, out, status
+
+
+def infer_articles(articles: Sequence[str | Path], model_path: str | Path, workers: int = 1,
+                   batch_size: int = 64, seed: int = 0, lemmatizer: str | None = None,
+                   progress: bool = True) -> tuple[np.ndarray, list[str | None]]:
+    """Topic vectors of articles: float32 ``(A, K)`` (NaN rows where excluded) and a status per article.
+
+    ``status[i]`` is ``None`` for a usable vector, else one of :data:`EXCLUSION_REASONS`.
+    ``lemmatizer=None`` uses the one the model was trained with (recorded by lda/02).
+    """
+    from .preprocess import mp_context
+
+    model_path = str(model_path)
+    tasks = [(i, [str(a) for a in articles[i:i + batch_size]]) for i in range(0, len(articles), batch_size)]
+    vectors: np.ndarray | None = None
+    status: list[str | None] = [None] * len(articles)
+    bar = tqdm(total=len(articles), desc="inferring topics", unit="article", disable=not progress)
+
+    def collect(result):
+        nonlocal vectors
+        start, vecs, st = result
+        if vectors is None:
+            vectors = np.full((len(articles), vecs.shape[1]), np.nan, dtype=np.float32)
+        vectors[start:start + len(st)] = vecs
+        status[start:start + len(st)] = st
+        bar.update(len(st))
+
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            _init_worker(model_path, lemmatizer, seed)
+            for t in tasks:
+                collect(_label_batch(t))
+        else:
+            with mp_context().Pool(min(workers, len(tasks)), initializer=_init_worker,
+                                   initargs=(model_path, lemmatizer, seed)) as pool:
+                for result in pool.imap_unordered(_label_batch, tasks):
+                    collect(result)
+    finally:
+        bar.close()
+    if vectors is None:
+        raise DataError("no articles to label")
+    return vectors, status
+
+
+@dataclass
+class LabelSet:
+    labels: np.ndarray          # float32 (N, K)
+    images: list[str]           # N absolute image paths, aligned with rows
+    articles: list[str]         # N article paths, aligned with rows
+    counts: dict
+
+
+def assemble(pairs: Sequence, articles: Sequence[str | Path], vectors: np.ndarray,
+             status: Sequence[str | None]) -> LabelSet:
+    """One row per image (in ``pairs`` order) from its article's vector; excluded articles dropped, counted."""
+    where = {str(a): i for i, a in enumerate(articles)}
+    rows, images, arts = [], [], []
+    excluded_images: Counter = Counter()
+    for p in pairs:
+        i = where.get(str(p.article_path))
+        if i is None:
+            raise DataError(f"{p.article_path}: article of {p.image_path} was not labelled")
+        if status[i] is not None:
+            excluded_images[status[i]] += 1
+            continue
+        rows.append(i)
+        images.append(str(p.image_path))
+        arts.append(str(p.article_path))
+    if not rows:
+        raise DataError("every article was excluded (empty after preprocessing or no dictionary word): no labels")
+    labels = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    excluded_articles = Counter(s for s in status if s is not None)
+    counts = {
+        "images_in": len(pairs), "images_labelled": len(images), "articles_in": len(articles),
+        "articles_labelled": len(articles) - sum(excluded_articles.values()),
+        "excluded_articles": {r: excluded_articles.get(r, 0) for r in EXCLUSION_REASONS},
+        "excluded_images": {r: excluded_images.get(r, 0) for r in EXCLUSION_REASONS},
+        "excluded_article_paths": {r: [str(articles[i]) for i, s in enumerate(status) if s == r][:100]
+                                   for r in EXCLUSION_REASONS},
+    }
+    check_labels(labels)
+    return LabelSet(labels, images, arts, counts)
+
+
+def check_labels(labels: np.ndarray, tol: float = SUM_TOLERANCE) -> None:
+    """Raise :class:`DataError` unless every row is a finite, non-negative distribution summing to 1."""
+    if labels.ndim != 2 or labels.dtype != np.float32:
+        raise DataError(f"labels must be float32 (N, K), got {labels.dtype} {labels.shape}")
+    if not np.isfinite(labels).all():
+        raise DataError(f"{int((~np.isfinite(labels)).any(axis=1).sum())} label rows contain NaN/inf")
+    if (labels < 0).any():
+        raise DataError("negative topic probabilities in labels")
+    err = np.abs(labels.astype(np.float64).sum(axis=1) - 1.0)
+    if (err > tol).any():
+        raise DataError(f"{int((err > tol).sum())} label rows do not sum to 1 (max error {err.max():.2e})")
+
+
+def interchange_json(label_set: LabelSet, root: Path | None) -> dict[str, list[float]]:
+    """The original's ``training_labels{K}.json``: image path (relative to the collection root) -> K floats."""
+    import os
+
+    def key(p: str) -> str:
+        if root is None:
+            return p
+        rel = os.path.relpath(p, root)
+        return Path(rel).as_posix() if not rel.startswith("..") else p
+
+    return {key(img): [float(x) for x in row] for img, row in zip(label_set.images, label_set.labels)}
