@@ -159,3 +159,23 @@ def test_interrupted_extraction_resumes_from_saved_parts(image_list, tmp_path):
     assert calls["n"] == -100 + 2  # images 4-6: two batches, not four
     assert resumed.paths == full.paths
     np.testing.assert_allclose(resumed.features["fc8"], full.features["fc8"], rtol=1e-5, atol=1e-6)
+
+
+def test_image_list_lines_outside_its_folder_are_refused(tmp_path):
+    from texttopicnet.evaluation.features import dataset_images
+
+    root = tmp_path / "lists"
+    (root / "img").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "img" / "a.jpg")
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    (root / "img" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    lst = root / "list.txt"
+    lst.write_text(f"img/a.jpg\n../secret.jpg\n{tmp_path / 'secret.jpg'}\nimg/link.jpg\n\n/etc/passwd\n")
+    paths, notes = dataset_images("list", "test", image_list=lst)
+    assert paths == [str((root / "img" / "a.jpg").resolve())]
+    assert "4 line(s)" in notes[0] and "outside_collection" in notes[0]
+    # a --data-root the user named is a second allowed root
+    paths, _ = dataset_images("list", "test", data_root=tmp_path, image_list=lst)
+    # a.jpg, the absolute secret.jpg and the link now resolve inside tmp_path; "../secret.jpg" read
+    # relative to either root still leaves both
+    assert sorted(paths) == sorted([str((root / "img" / "a.jpg").resolve())] + [str((tmp_path / "secret.jpg").resolve())] * 2)

@@ -268,7 +268,8 @@ def dataset_images(dataset: str, split: str, data_root: str | os.PathLike | None
 
     ``voc2007``: ``JPEGImages/<id>.jpg`` of the split (train/val/trainval/test).
     ``wikipedia``: the images of the split's pairs that exist (missing ones are counted in
-    the notes). ``list``: one path per line of ``image_list`` (relative to the file's folder).
+    the notes). ``list``: one path per line of ``image_list`` (relative to the file's folder; a line
+    that resolves outside that folder, or ``data_root`` when given, is refused and noted).
     """
     from ..core.errors import UserError
 
@@ -296,8 +297,20 @@ def dataset_images(dataset: str, split: str, data_root: str | os.PathLike | None
             lines = io.read_lines(f)
         except UnicodeDecodeError:
             raise UserError(f"{f}: not a UTF-8 text file (expected one image path per line)") from None
-        paths = [str(p if Path(p).is_absolute() else (f.parent / p)) for p in (x.strip() for x in lines) if p]
+        # Lines are data: each must stay inside the list's folder (or --data-root when given).
+        from ..core.paths import OUTSIDE, inside
+
+        roots = [f.parent] + ([Path(data_root)] if data_root is not None else [])
+        paths, refused = [], []
+        for line in (x.strip() for x in lines):
+            if not line:
+                continue
+            hit = next((q for q in (inside(r, line) for r in roots) if q is not None), None)
+            (paths if hit is not None else refused).append(str(hit) if hit is not None else line)
+        if refused:
+            notes.append(f"{len(refused)} line(s) of {f} resolve outside {' and '.join(map(str, roots))} and were "
+                         f"refused ({OUTSIDE}); first: {refused[0]!r}")
         if not paths:
-            raise UserError(f"{f}: the image list is empty")
+            raise UserError(f"{f}: the image list names no usable image" + (f" ({notes[-1]})" if refused else ""))
         return paths, notes
     raise UserError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
