@@ -116,8 +116,9 @@ def test_cache_is_reused_and_keyed_on_the_list(image_list, tmp_path):
 
 def test_extract_features_script_on_an_image_list(image_list, tmp_path, capsys):
     script = load_script("experiments/extract_features.py")
-    lst = tmp_path / "imgs.txt"
-    lst.write_text("\n".join(image_list[6:]) + "\n")
+    # the list lives beside its images and names them relatively (lines may not leave its folder)
+    lst = Path(image_list[6]).parent / "imgs.txt"
+    lst.write_text("\n".join(Path(p).name for p in image_list[6:]) + "\n")
     argv = ["--out", str(tmp_path / "run"), "--weights", "random", "--num-outputs", "7", "--layer", "fc8",
             "--dataset", "list", "--image-list", str(lst), "--split", "mine", "--device", "cpu", "--workers", "1"]
     assert script.main(argv) == 0
@@ -176,6 +177,6 @@ def test_image_list_lines_outside_its_folder_are_refused(tmp_path):
     assert "4 line(s)" in notes[0] and "outside_collection" in notes[0]
     # a --data-root the user named is a second allowed root
     paths, _ = dataset_images("list", "test", data_root=tmp_path, image_list=lst)
-    # a.jpg, the absolute secret.jpg and the link now resolve inside tmp_path; "../secret.jpg" read
-    # relative to either root still leaves both
-    assert sorted(paths) == sorted([str((root / "img" / "a.jpg").resolve())] + [str((tmp_path / "secret.jpg").resolve())] * 2)
+    # every line except /etc/passwd now resolves inside tmp_path (lines stay relative to the list's folder)
+    secret = str((tmp_path / "secret.jpg").resolve())
+    assert paths == [str((root / "img" / "a.jpg").resolve()), secret, secret, secret]

@@ -298,15 +298,15 @@ def dataset_images(dataset: str, split: str, data_root: str | os.PathLike | None
         except UnicodeDecodeError:
             raise UserError(f"{f}: not a UTF-8 text file (expected one image path per line)") from None
         # Lines are data: each must stay inside the list's folder (or --data-root when given).
-        from ..core.paths import OUTSIDE, inside
+        from ..core.paths import OUTSIDE, is_inside
 
         roots = [f.parent] + ([Path(data_root)] if data_root is not None else [])
         paths, refused = [], []
         for line in (x.strip() for x in lines):
             if not line:
                 continue
-            hit = next((q for q in (inside(r, line) for r in roots) if q is not None), None)
-            (paths if hit is not None else refused).append(str(hit) if hit is not None else line)
+            target = os.path.realpath(f.parent / line)  # relative lines are relative to the list's folder
+            (paths if any(is_inside(r, target) for r in roots) else refused).append(target)
         if refused:
             notes.append(f"{len(refused)} line(s) of {f} resolve outside {' and '.join(map(str, roots))} and were "
                          f"refused ({OUTSIDE}); first: {refused[0]!r}")
