@@ -4,13 +4,16 @@
     python data/download.py wikipedia    # Wikipedia cross-modal dataset -> data/Wikipedia/
     python data/download.py imageclef    # how to get the collection (registration); checks data/ImageCLEF_Wikipedia/
 
-Archives go to data/downloads/ (resumed with HTTP Range requests when a transfer
-breaks off: just rerun the command), are checked against the published md5 (VOC2007)
-or have their sha256 recorded beside them (Wikipedia: no checksum is published),
-and are extracted into a temporary folder that is renamed into place only after its
+Archives are fetched with pooch into data/downloads/ (a broken transfer is retried and
+resumed with HTTP Range requests; after a failed run, just rerun the command), checked
+against the published md5 (VOC2007) or have their sha256 recorded beside them and checked
+on reuse (Wikipedia: no checksum is published), and extracted with tarfile's ``data`` filter
+(a member that would land outside the dataset folder, a link out of it or a device file is
+refused and counted) into a temporary folder that is renamed into place only after its
 layout checked out, so a failed run never leaves a tree that a stage would trust. A
 finished dataset is skipped. Mirrors: ``--mirror BASE_URL`` (repeatable) or the
-environment variable TEXTTOPICNET_VOC2007_MIRRORS / TEXTTOPICNET_WIKIPEDIA_MIRRORS.
+environment variable TEXTTOPICNET_<DATASET>_MIRRORS (e.g. TEXTTOPICNET_VOC2007_MIRRORS).
+The datasets are the entries of texttopicnet.data.downloads.DATASETS.
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ distributed only after registration, so this script cannot fetch it. To get it:
 
 def build_parser():
     p = cli.make_parser(__doc__)
-    p.add_argument("dataset", choices=("voc2007", "wikipedia", "imageclef"), help="which dataset")
+    p.add_argument("dataset", choices=(*downloads.DATASETS, "imageclef"), help="which dataset")
     p.add_argument("--root", "--data-root", dest="data_root", type=Path, default=Path("data"),
                    help="data folder; datasets land in the sub-folders the stages read "
-                        "(VOC2007/, Wikipedia/, ImageCLEF_Wikipedia/)")
+                        "(VOC2007/, Wikipedia/, ImageCLEF_Wikipedia/), archives in downloads/")
     p.add_argument("--mirror", action="append", default=None, metavar="BASE_URL",
                    help="base URL to fetch the archives from, tried in the order given (replaces the "
                         "defaults: for VOC2007 the official host, then the pjreddie.com mirror)")
@@ -60,30 +63,42 @@ def build_parser():
                    help="delete the archives from <root>/downloads/ after a successful extraction "
                         "(kept by default so a re-extraction needs no network)")
     p.add_argument("--retries", type=int, default=3,
-                   help="extra attempts per mirror after a broken transfer (each resumes where it stopped)")
+                   help="extra attempts per mirror after a failed one (pooch's retry_if_failed, with back-off; "
+                        "a broken transfer resumes where it stopped)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server between bytes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
-def confirm_with_readers(dataset: str, target: Path) -> str:
-    """Open the result with the readers the stages use; a DataError here means the stages would fail too."""
-    if dataset == "voc2007":
-        from texttopicnet.data.readers import voc
+def check_voc(target: Path) -> str:
+    from texttopicnet.data.readers import voc
 
-        root = voc.find_voc_root(target)
-        parts = []
-        for split in ("trainval", "test"):
-            if (root / "ImageSets" / "Main" / f"{split}.txt").is_file():
-                s = voc.load_voc_split(root, split)
-                parts.append(f"{split} {len(s.ids):,} images x {len(s.classes)} classes")
-        return f"VOC2007 at {root}: " + ", ".join(parts)
+    root = voc.find_voc_root(target)
+    parts = []
+    for split in ("trainval", "test"):
+        if (root / "ImageSets" / "Main" / f"{split}.txt").is_file():
+            s = voc.load_voc_split(root, split)
+            parts.append(f"{split} {len(s.ids):,} images x {len(s.classes)} classes")
+    return f"VOC2007 at {root}: " + ", ".join(parts)
+
+
+def check_wikipedia(target: Path) -> str:
     from texttopicnet.data.readers import wikipedia
 
     root = wikipedia.find_wikipedia_root(target)
     pairs = wikipedia.load_wikipedia(root, "all")
     with_image = sum(p.image_path is not None for p in pairs)
     return f"Wikipedia at {root}: {len(pairs):,} pairs, {with_image:,} with their image"
+
+
+# dataset key -> a summary made with the reader the stages use (a DataError there means they would fail too).
+READER_CHECKS = {"voc2007": check_voc, "wikipedia": check_wikipedia}
+
+
+def confirm_with_readers(dataset: str, target: Path) -> str:
+    """Open the result with the readers the stages use; datasets without a reader get the layout check's word."""
+    check = READER_CHECKS.get(dataset)
+    return check(target) if check else f"{dataset} at {target}: layout checked"
 
 
 def check_imageclef(root: Path) -> int:

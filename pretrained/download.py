@@ -3,14 +3,15 @@
     python pretrained/download.py                       # everything into pretrained/
     python pretrained/download.py --only model lda      # just the 40-topic network and the LDA model
 
-Files (Google Drive ids from the original release, fetched with gdown, which handles
-Drive's confirmation pages and resumes a broken transfer when rerun):
+Files (Google Drive ids from the original release, fetched by pooch through gdown, which
+handles Drive's confirmation pages and resumes a broken transfer when rerun):
 the 40-topic CaffeNet (``model``), the VOC2007 fine-tuned CaffeNet (``voc``), the LDA
 model, its state and dictionary (``lda``) and ``training_labels40.json`` (``labels``).
 No checksums were published, so the sha256 of each file is recorded beside it
-(``<file>.sha256``) and checked when the file is reused. Then: every ``.caffemodel``
-becomes a ``.safetensors`` state dict (pretrained/convert_caffemodel.py) that is loaded
-with texttopicnet.weights.loading.load_network; the LDA files are loaded with
+(``<file>.sha256``) when it is first fetched, and a reused or re-fetched file must match it
+(``--force`` fetches again and records anew, keeping the old file if that fails). Then:
+every ``.caffemodel`` becomes a ``.safetensors`` state dict (pretrained/convert_caffemodel.py)
+that is loaded with texttopicnet.weights.loading.load_network; the LDA files are loaded with
 texttopicnet.text.topics.TopicModel; the labels are converted to our labels format
 (``--labels-out``). Rerunning skips whatever is already done. ``--url BASE`` or the
 environment variable TEXTTOPICNET_PRETRAINED_URL fetches ``BASE/<file name>`` over

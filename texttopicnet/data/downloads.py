@@ -1,61 +1,82 @@
-"""Verified, resumable downloads and safe extraction of the public datasets (VOC2007, Wikipedia).
+"""Verified, resumable downloads and safe extraction of public datasets (VOC2007, Wikipedia).
 
-What happens for a dataset (see :func:`install`):
+:func:`install` (``python data/download.py NAME``) does, for one :class:`DatasetSpec`:
 
-1. every archive is fetched into ``<root>/downloads/`` with gdown's downloader (a
-   well-kept library that already does HTTP Range resume of a ``.part`` file, retries
-   with back-off, ``If-Range`` so a changed remote file is never spliced onto old
-   bytes, and a tqdm progress bar); mirrors are tried in order (official host first);
-2. it is verified: the published md5 where there is one (VOC2007, REFERENCE.md),
-   else its sha256 is recorded in a ``<archive>.sha256`` sidecar and checked on reuse;
-   a file that fails is deleted, so the next run starts clean;
-3. the archives are extracted into a temporary folder beside the target
-   (``<root>/.VOC2007.partial-*``) with tarfile's ``data`` filter (no absolute paths,
-   no ``..``, no links out of the tree, no device files), the layout is checked,
-   ``meta.json`` (provenance: archives' checksums, mirrors, versions) is written, and
-   only then is the folder renamed into place. A failed or interrupted run therefore
-   never leaves a tree that a stage would trust;
-4. a target whose ``meta.json`` says it is finished and whose layout checks out is skipped.
+1. fetch each file into ``<data-root>/downloads/`` with pooch (``Pooch.fetch``): hash check
+   (the published md5 for VOC2007, REFERENCE.md; else the sha256 recorded in ``<file>.sha256``
+   when the file was first fetched), retries with back-off (``--retries``), the final name
+   only once the hash matched (a download that fails it is deleted), mirrors in order (official
+   host first; ``--mirror`` or ``TEXTTOPICNET_<KEY>_MIRRORS`` replace them). pooch restarts
+   a broken transfer at byte 0, so our one piece of transfer code, :class:`ResumingDownloader`,
+   keeps ``<file>.part`` and asks for the rest (HTTP Range + If-Range: a file changed on the
+   server comes whole, never spliced). Google Drive ids go through gdown (:class:`DriveDownloader`);
+2. extract into ``<data-root>/.<folder>.partial-*`` with :mod:`texttopicnet.data.archives`
+   (tar: the standard library's ``data`` filter; zip: ``core.paths.inside``). Members that
+   would land outside (symlinks included), links pointing out and device files are refused
+   and counted (``outside_collection``, ``link_outside``, ``special_file``); a damaged
+   archive is deleted (rerun to fetch it again);
+3. check the layout, write ``meta.json``, and only then rename the folder into place, so a
+   failed run never leaves a tree a stage would trust; a finished target is skipped.
 
-Mirrors can be replaced with ``--mirror`` or ``TEXTTOPICNET_<DATASET>_MIRRORS``
-(space-separated base URLs), which is how the tests point at a local server.
+Adding a dataset is one declarative entry in :data:`DATASETS` (then ``data/download.py KEY``
+installs it; a reader check can go into that script's ``READER_CHECKS``). For example (the
+shape of an entry; take the real URLs, hashes and layout from the dataset's page)::
+
+    DatasetSpec(key="oxford5k", folder="Oxford5k", description="Oxford Buildings (1.8 GB)",
+                files=(RemoteFile("oxbuild_images.tgz", "md5:<hex>", into="jpg"),  # pooch's "alg:hex"
+                       RemoteFile("gt_files_170407.tgz", into="gt")),            # no hash: sha256 recorded
+                mirrors=("https://www.robots.ox.ac.uk/~vgg/data/oxbuildings/",),
+                top="jpg",                   # what the dataset's top folder holds (found <= 2 levels down)
+                required=("jpg", "gt"),      # paths that must exist under it
+                id_lists=(("gt/all_souls_1_good.txt", "jpg"),))  # each line's first field: a file in jpg/
+
+Archive kinds: the suffixes of ``archives.EXTRACTORS`` (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip).
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
+import re
 import shutil
-import tarfile
 import tempfile
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+
+from tqdm import tqdm
 
 from ..core import provenance
 from ..core.errors import DataError
-from ..core.io import sha256_file
+from ..core.io import sha256_file, write_text
+from . import archives as archive_kinds
 
 MARKER = provenance.META_NAME  # meta.json, written last into the tree before it is renamed into place
 CACHE_DIR = "downloads"
-USER_AGENT = "texttopicnet/0.1 dataset downloader (python-requests via gdown)"
+USER_AGENT = "texttopicnet/0.1 dataset downloader (pooch, requests)"
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    name: str                 # file name on every mirror and in the cache folder
-    md5: str | None = None    # published checksum (None: record our own sha256)
+    name: str                       # file name on every mirror and in the cache folder
+    known_hash: str | None = None   # pooch's "md5:<hex>" / "sha256:<hex>"; None: record our own sha256
+    into: str = ""                  # sub-folder of the extracted tree that this archive is unpacked into
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    key: str                                   # command-line name, e.g. "voc2007"
-    folder: str                                # target folder under the data root
+    """One installable dataset. ``id_lists`` pairs a list file with a folder: the first field of
+    every line must be the stem of a file in that folder; the lists present are checked, and at
+    least one of them must be present."""
+
+    key: str                                    # command-line name, e.g. "voc2007"
+    folder: str                                 # target folder under the data root
     files: tuple[RemoteFile, ...]
-    mirrors: tuple[str, ...]                   # base URLs, tried in order
-    locate: Callable[[Path], Path]             # extracted temp tree -> folder that becomes the target
-    check: Callable[[Path], list[str]]         # target folder -> layout problems (empty: fine)
+    mirrors: tuple[str, ...]                    # base URLs, tried in order
+    top: str                                    # a path the dataset's top folder holds (found 0-2 levels down)
+    required: tuple[str, ...] = ()              # paths, relative to the top folder, that must exist
+    id_lists: tuple[tuple[str, str], ...] = ()  # (list file, folder), relative to the top folder
     description: str = ""
 
     @property
@@ -63,292 +84,218 @@ class DatasetSpec:
         return f"TEXTTOPICNET_{self.key.upper()}_MIRRORS"
 
 
-# ---------------------------------------------------------------- layout checks
-
-def voc_problems(target: Path) -> list[str]:
-    """Problems with ``<target>/VOCdevkit/VOC2007``: folders present, every listed image on disk."""
-    voc = target / "VOCdevkit" / "VOC2007"
-    problems = [f"{voc / sub} missing" for sub in ("JPEGImages", "Annotations", "ImageSets/Main")
-                if not (voc / sub).is_dir()]
-    if problems:
-        return problems
-    lists = [p for p in (voc / "ImageSets" / "Main" / f"{s}.txt" for s in ("trainval", "test")) if p.is_file()]
-    if not lists:
-        return [f"{voc / 'ImageSets/Main'} has neither trainval.txt nor test.txt"]
-    images = {p.stem for p in (voc / "JPEGImages").iterdir()}
-    for lst in lists:
-        ids = [line.split()[0] for line in lst.read_text(encoding="utf-8").splitlines() if line.strip()]
-        missing = [i for i in ids if i not in images]
-        if missing:
-            problems.append(f"{len(missing)} of the {len(ids)} images in {lst.name} are not in JPEGImages "
-                            f"(first: {missing[0]})")
-    return problems
-
-
-def voc_locate(tree: Path) -> Path:
-    if (tree / "VOCdevkit").is_dir():
-        return tree
-    raise DataError(f"the VOC2007 archives did not contain a VOCdevkit/ folder (found: {_listing(tree)})")
-
-
+VOC = "VOCdevkit/VOC2007/"
 WIKI_LISTS = ("trainset_txt_img_cat.list", "testset_txt_img_cat.list")
 
-
-def wikipedia_problems(target: Path) -> list[str]:
-    """Problems with a Wikipedia dataset folder: both split lists, texts/ and images/, every text present."""
-    problems = [f"{target / n} missing" for n in WIKI_LISTS if not (target / n).is_file()]
-    problems += [f"{target / d} missing" for d in ("texts", "images") if not (target / d).is_dir()]
-    if problems:
-        return problems
-    texts = {p.stem for p in (target / "texts").iterdir()}
-    for name in WIKI_LISTS:
-        ids = [line.split()[0] for line in (target / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-        missing = [i for i in ids if i not in texts]
-        if missing:
-            problems.append(f"{len(missing)} of the {len(ids)} texts in {name} are not in texts/ "
-                            f"(first: {missing[0]})")
-    return problems
-
-
-def wikipedia_locate(tree: Path) -> Path:
-    """The folder holding the split lists: the archive's top level or one or two folders down."""
-    for depth in range(3):
-        hits = sorted(p.parent for p in tree.glob("/".join(["*"] * depth + [WIKI_LISTS[0]])))
-        if hits:
-            return hits[0]
-    raise DataError(f"the Wikipedia archive has no {WIKI_LISTS[0]} (found: {_listing(tree)})")
-
-
-def _listing(tree: Path, limit: int = 8) -> str:
-    names = sorted(p.name for p in tree.iterdir()) if tree.is_dir() else []
-    return ", ".join(names[:limit]) + (" ..." if len(names) > limit else "") if names else "nothing"
-
-
-VOC_BASES = ("http://host.robots.ox.ac.uk/pascal/VOC/voc2007/", "https://pjreddie.com/media/files/")
-
-DATASETS: dict[str, DatasetSpec] = {
-    "voc2007": DatasetSpec(
-        key="voc2007", folder="VOC2007",
-        files=(RemoteFile("VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
-               RemoteFile("VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f")),
-        mirrors=VOC_BASES, locate=voc_locate, check=voc_problems,
-        description="PASCAL VOC2007 trainval + test (about 900 MB)"),
-    "wikipedia": DatasetSpec(
+DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
+    DatasetSpec(
+        key="voc2007", folder="VOC2007", description="PASCAL VOC2007 trainval + test (about 900 MB)",
+        files=(RemoteFile("VOCtrainval_06-Nov-2007.tar", "md5:c52e279531787c972589f7e41ab4ae64"),
+               RemoteFile("VOCtest_06-Nov-2007.tar", "md5:b6e924de25625d8de591ea690078ad9f")),
+        mirrors=("http://host.robots.ox.ac.uk/pascal/VOC/voc2007/", "https://pjreddie.com/media/files/"),
+        top=VOC, required=(VOC + "JPEGImages", VOC + "Annotations", VOC + "ImageSets/Main"),
+        id_lists=tuple((VOC + f"ImageSets/Main/{s}.txt", VOC + "JPEGImages") for s in ("trainval", "test"))),
+    DatasetSpec(
         key="wikipedia", folder="Wikipedia",
-        files=(RemoteFile("wiki_top10cats.tar.gz"),),
-        mirrors=("http://www.svcl.ucsd.edu/projects/crossmodal/",), locate=wikipedia_locate,
-        check=wikipedia_problems,
-        description="Rasiwasia et al. 2010 Wikipedia cross-modal dataset (2,866 pairs)"),
-}
+        description="Rasiwasia et al. 2010 Wikipedia cross-modal dataset (2,866 pairs)",
+        files=(RemoteFile("wiki_top10cats.tar.gz"),),  # no checksum published: sha256 recorded on first fetch
+        mirrors=("http://www.svcl.ucsd.edu/projects/crossmodal/",),
+        top=WIKI_LISTS[0], required=(*WIKI_LISTS, "texts", "images"),
+        id_lists=tuple((lst, "texts") for lst in WIKI_LISTS)),
+)}
 
 
 def mirrors_for(spec: DatasetSpec, override: Sequence[str] | None = None) -> list[str]:
     """Base URLs to try: ``override`` (``--mirror``), else the environment variable, else the defaults."""
-    if override:
-        bases = list(override)
-    elif os.environ.get(spec.env_var, "").strip():
-        bases = os.environ[spec.env_var].split()
-    else:
-        bases = list(spec.mirrors)
+    bases = list(override or os.environ.get(spec.env_var, "").split() or spec.mirrors)
     return [b if b.endswith("/") else b + "/" for b in bases]
+
+
+# ---------------------------------------------------------------- layout
+
+def layout_problems(spec: DatasetSpec, target: Path) -> list[str]:
+    """What is wrong with a dataset folder: missing ``required`` paths, listed ids without their file."""
+    problems = [f"{target / rel} missing" for rel in spec.required if not (target / rel).exists()]
+    lists = [(target / lst, target / folder) for lst, folder in spec.id_lists if (target / lst).is_file()]
+    if spec.id_lists and not lists and not problems:
+        problems.append(f"{target} has none of " + ", ".join(lst for lst, _ in spec.id_lists))
+    if problems:
+        return problems
+    for lst, folder in lists:
+        ids = [line.split()[0] for line in lst.read_text(encoding="utf-8", errors="replace").splitlines()
+               if line.strip()]
+        stems = {p.stem for p in folder.rglob("*")} if folder.is_dir() else set()
+        missing = [i for i in ids if i not in stems]
+        if missing:
+            problems.append(f"{len(missing)} of the {len(ids)} ids in {lst.name} have no file in "
+                            f"{folder.name}/ (first: {missing[0]})")
+    return problems
+
+
+def locate(spec: DatasetSpec, tree: Path) -> Path:
+    """The folder of the extracted ``tree`` that holds ``spec.top``: the tree itself or one or two levels down."""
+    for folder in [tree, *sorted(tree.glob("*")), *sorted(tree.glob("*/*"))]:
+        if (folder / spec.top).exists():
+            return folder
+    names = sorted(p.name for p in tree.iterdir())
+    found = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names else "nothing"
+    raise DataError(f"the {spec.key} archives hold no {spec.top} (found: {found})")
 
 
 # ---------------------------------------------------------------- download + verify
 
-def file_md5(path: Path, chunk: int = 1 << 20) -> str:
-    # hashlib directly: torchvision.datasets.utils.calculate_md5 does the same but importing
-    # torchvision costs 5-10 s, more than hashing a VOC tarball.
-    h = hashlib.md5()
+class ResumingDownloader:
+    """A pooch downloader that resumes: the bytes stay in ``<file>.part`` between attempts and runs.
+
+    pooch's HTTPDownloader (1.9) starts every attempt at byte 0. This one asks for the rest
+    of ``.part`` (``Range``) only with ``If-Range`` set to the ETag/Last-Modified of the first
+    response (kept in ``.part.validator``), so a changed file is sent whole, never spliced.
+    """
+
+    def __init__(self, final: Path, timeout: float = 60.0, quiet: bool = False):
+        self.part = final.with_name(final.name + ".part")
+        self.validator = final.with_name(final.name + ".part.validator")
+        self.timeout, self.quiet = timeout, quiet
+
+    def __call__(self, url: str, output_file: str, pooch=None, check_only: bool = False):
+        import requests
+
+        # A dead host (the official VOC server is often down) fails fast so the next mirror gets its turn.
+        timeout = (min(15.0, self.timeout), self.timeout)
+        if check_only:
+            return requests.head(url, timeout=timeout, allow_redirects=True).status_code == 200
+        start = self.part.stat().st_size if self.part.is_file() else 0
+        validator = self.validator.read_text(encoding="utf-8").strip() if start and self.validator.is_file() else ""
+        headers = {"User-Agent": USER_AGENT}
+        if validator:
+            headers.update({"Range": f"bytes={start}-", "If-Range": validator})
+        with requests.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+            if resp.status_code == 416 and validator:  # the part is already whole (or longer): start over
+                self.part.unlink()
+                return self(url, output_file, pooch)
+            resp.raise_for_status()
+            resumed = resp.status_code == 206  # else 200: the whole file (changed, or no Range support)
+            # A weak ETag (W/...) never matches in If-Range (RFC 9110), so Last-Modified stands in for it.
+            tags = (resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            write_text(self.validator, next((t for t in tags if t and not t.startswith("W/")), ""))
+            done = start if resumed else 0
+            total = done + int(resp.headers.get("Content-Length", 0)) or None
+            with open(self.part, "ab" if resumed else "wb") as fh, \
+                    tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=self.part.stem,
+                         disable=self.quiet) as bar:
+                for chunk in resp.iter_content(1 << 16):
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+        _reject_web_page(self.part, self.validator)
+        os.replace(self.part, output_file)
+        self.validator.unlink(missing_ok=True)
+
+
+class DriveDownloader:
+    """A pooch downloader for a Google Drive file id, through gdown (confirmation pages, resume)."""
+
+    def __init__(self, drive_id: str, final: Path, timeout: float = 60.0, quiet: bool = False):
+        # A fixed output name: gdown resumes its "<output>*.part" file only for the same name.
+        self.drive_id, self.output = drive_id, final.with_name(final.name + ".drive")
+        self.timeout, self.quiet = timeout, quiet
+
+    def __call__(self, url: str, output_file: str, pooch=None, check_only: bool = False):
+        import gdown
+
+        kwargs = {"id": self.drive_id, "output": str(self.output), "quiet": self.quiet, "resume": True}
+        if "timeout" in inspect.signature(gdown.download).parameters:  # newer gdown: a dead link fails, not hangs
+            kwargs["timeout"] = (min(15.0, self.timeout), self.timeout)
+        if gdown.download(**kwargs) is None or not self.output.is_file():
+            raise DataError(f"gdown gave no file for Drive id {self.drive_id}")
+        _reject_web_page(self.output)
+        os.replace(self.output, output_file)
+
+
+def _reject_web_page(path: Path, *also: Path) -> None:
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify(path: Path, remote: RemoteFile) -> str | None:
-    """None when ``path`` matches its checksum (published md5, else the recorded sha256 sidecar)."""
-    if remote.md5:
-        got = file_md5(path)
-        return None if got == remote.md5 else f"md5 {got} != published {remote.md5}"
-    sidecar = _sidecar(path)
-    if sidecar.is_file():
-        want = sidecar.read_text(encoding="utf-8").split()[0]
-        got = sha256_file(path)
-        return None if got == want else f"sha256 {got} != recorded {want} ({sidecar.name})"
-    return None
+        head = fh.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        for p in (path, *also):
+            p.unlink(missing_ok=True)
+        raise DataError("the server sent a web page instead of the file (quota exceeded or a login page?)")
 
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _partials(dest: Path) -> list[Path]:
-    # gdown names its partial file <output name><8 random chars>.part beside the output.
-    staging = _staging(dest)
-    return [p for p in dest.parent.glob(f"{staging.name}*.part")]
-
-
-def _staging(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".unverified")
-
-
-def _looks_like_html(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(512).lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html"))
-
-
-def _gdown_download(url: str | None, output: Path, *, drive_id: str | None = None, retries: int = 3,
-                    timeout: float = 60.0, quiet: bool = False) -> None:
-    import gdown
-
-    kwargs = dict(output=str(output), quiet=quiet, resume=True)
-    if drive_id:
-        kwargs["id"] = drive_id
-    else:
-        kwargs.update(url=url, use_cookies=False, user_agent=USER_AGENT)
-    # retries/timeout are recent gdown options; older versions still resume on the next run.
-    params = inspect.signature(gdown.download).parameters
-    if "retries" in params:
-        kwargs["retries"] = retries
-    if "timeout" in params:
-        # A dead host (the official VOC server is often down) fails fast so the mirror gets its turn.
-        kwargs["timeout"] = (min(15.0, timeout), timeout)
-    result = gdown.download(**kwargs)
-    if result is None or not output.is_file():
-        raise DataError(f"download of {url or drive_id} gave no file")
+def _recorded_hash(path: Path) -> str | None:
+    """``sha256:<hex>`` from the sidecar written when ``path`` was first fetched (None without one)."""
+    words = _sidecar(path).read_text(encoding="utf-8").split() if _sidecar(path).is_file() else []
+    return f"sha256:{words[0]}" if words else None
 
 
 def fetch(remote: RemoteFile, cache: Path, bases: Sequence[str] = (), *, drive_id: str | None = None,
           retries: int = 3, timeout: float = 60.0, quiet: bool = False, force: bool = False, log=print) -> Path:
-    """Download ``remote`` into ``cache`` (trying each base URL, or a Drive id), verify it, return its path.
+    """Download ``remote`` into ``cache`` (from each base URL in turn, or a Drive id) with pooch; return its path.
 
-    The verified file appears under its final name only after its checksum passed (it
-    is downloaded as ``<name>.unverified``). A transfer that breaks off keeps its
-    ``.part`` file, so running again resumes it; a file that fails its checksum is
-    deleted with its partial files. ``force`` downloads again but replaces an existing
-    file only with a verified one. Raises :class:`DataError` when every source failed.
+    A file already there is reused when it matches its hash (the published one, else the
+    recorded ``.sha256``); ``force`` fetches again but puts back the old file when that
+    fails. Raises :class:`DataError` naming every failed source.
     """
+    import pooch
+    import requests
+
+    pooch.get_logger().setLevel("WARNING" if quiet else "INFO")
+    cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     dest = cache / remote.name
-    if dest.is_file() and not force:
-        problem = verify(dest, remote)
-        if problem is None:
-            log(f"{dest}: already downloaded and verified")
-            return dest
-        log(f"{dest}: {problem}; downloading it again")
-        dest.unlink()
-        _sidecar(dest).unlink(missing_ok=True)
-    staging = _staging(dest)
-    if staging.is_file():  # left by a run that stopped between download and verification
-        if _finish(staging, dest, remote, log) is None:
-            return dest
-    urls = [None] if drive_id else [b + remote.name for b in bases]
-    if not urls:
+    recorded = None if force else _recorded_hash(dest)
+    known = remote.known_hash or recorded
+    if drive_id:
+        sources = [(f"https://drive.google.com/uc?id={drive_id}", DriveDownloader(drive_id, dest, timeout, quiet))]
+    else:
+        sources = [(base + remote.name, ResumingDownloader(dest, timeout, quiet)) for base in bases]
+    if not sources:
         raise DataError(f"no mirror to download {remote.name} from")
+    aside = dest.with_name(dest.name + ".previous")
+    if force and dest.is_file():
+        os.replace(dest, aside)
     failures = []
-    for url in urls:
-        source = url or f"drive:{drive_id}"
-        try:
-            _gdown_download(url, staging, drive_id=drive_id, retries=retries, timeout=timeout, quiet=quiet)
-        except DataError as exc:
-            failures.append(f"{source}: {exc}")
-            continue
-        except Exception as exc:  # requests / gdown raise many types; all mean "this source failed"
-            kept = _partials(dest)
-            note = f" ({kept[0].stat().st_size:,} bytes kept in {kept[0].name}; rerun to resume)" if kept else ""
-            failures.append(f"{source}: {type(exc).__name__}: {_short(exc)}{note}")
-            continue
-        problem = _finish(staging, dest, remote, log)
-        if problem is None:
-            return dest
-        failures.append(f"{source}: {problem}; the file was deleted")
+    try:
+        for url, downloader in sources:
+            store = pooch.Pooch(path=cache, base_url="", registry={remote.name: known}, urls={remote.name: url},
+                                retry_if_failed=retries)
+            try:
+                _, action = store.fetch(remote.name, downloader=downloader, processor=lambda f, act, _: (f, act))
+            except requests.RequestException as exc:
+                parts = sorted(cache.glob(f"{remote.name}*.part"))
+                kept = (f" ({parts[0].stat().st_size:,} bytes kept in {parts[0].name}; rerun to resume)"
+                        if parts else "")
+                failures.append(f"{url}: {type(exc).__name__}: {_short(exc)}{kept}")
+            except ValueError as exc:  # pooch: the hash did not match (it deleted the file)
+                got = re.search(r"expected (\S+) but got (\w+)", str(exc))  # pooch's wording; else all of it
+                what = f"{got[2]} arrived, expected {got[1]}; the file was deleted" if got else _short(exc)
+                if known == recorded:
+                    what += f" (the hash was recorded in {_sidecar(dest).name}: delete it to accept the new file)"
+                failures.append(f"{url}: checksum mismatch: {what}")
+            except DataError as exc:
+                failures.append(f"{url}: {exc}")
+            except Exception as exc:  # gdown raises its own types; all mean "this source failed"
+                failures.append(f"{url}: {type(exc).__name__}: {_short(exc)}")
+            else:
+                if remote.known_hash is None and (action != "fetch" or known is None):
+                    write_text(_sidecar(dest), f"{sha256_file(dest)}  {dest.name}\n")
+                how = f"checked against {known}" if known else f"sha256 recorded in {_sidecar(dest).name}"
+                log(f"{dest}: {'already downloaded, ' if action == 'fetch' else ''}{how}")
+                return dest
+    finally:
+        if aside.is_file():  # --force: keep the new file, or put the old one back
+            if dest.is_file():
+                aside.unlink()
+            else:
+                os.replace(aside, dest)
     raise DataError(f"could not download {remote.name}: " + " | ".join(failures))
 
 
-def _finish(staging: Path, dest: Path, remote: RemoteFile, log) -> str | None:
-    """Verify a downloaded file; rename it into place (None) or delete it and its partials (the problem)."""
-    problem = _check_download(staging, remote)
-    if problem is None:
-        digest = sha256_file(staging)
-        os.replace(staging, dest)
-        _write_sidecar(dest, digest)
-        log(f"{dest}: verified ({'md5' if remote.md5 else 'sha256 recorded'}: {remote.md5 or digest})")
-        return None
-    staging.unlink(missing_ok=True)
-    for part in _partials(dest):
-        part.unlink(missing_ok=True)
-    return problem
-
-
-def _check_download(path: Path, remote: RemoteFile) -> str | None:
-    if remote.md5:
-        got = file_md5(path)
-        if got != remote.md5:
-            hint = " (the server sent a web page, not the file)" if _looks_like_html(path) else ""
-            return f"checksum mismatch: md5 {got}, published {remote.md5}{hint}"
-        return None
-    if _looks_like_html(path):
-        return "the server sent a web page instead of the file (quota exceeded or a login page?)"
-    return None
-
-
-def _write_sidecar(path: Path, digest: str) -> None:
-    from ..core.io import write_text
-
-    write_text(_sidecar(path), f"{digest}  {path.name}\n")
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
+def _short(exc: BaseException, limit: int = 400) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-# ---------------------------------------------------------------- extraction
-
-def safe_extract(archive: Path, into: Path, quiet: bool = False) -> int:
-    """Extract a tar(.gz/.bz2/.xz) archive into ``into``, refusing anything that would land outside it.
-
-    Uses tarfile's ``data`` filter (Python >= 3.12, 3.11.4, 3.10.12, 3.9.17); on older
-    Pythons each member is checked by hand with the same rules. Returns the member
-    count; a damaged or hostile archive is a :class:`DataError`.
-    """
-    from tqdm import tqdm
-
-    has_filter = hasattr(tarfile, "data_filter")
-    count = 0
-    try:
-        with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar, \
-                tqdm(total=archive.stat().st_size, unit="B", unit_scale=True, desc=f"extract {archive.name}",
-                     disable=quiet) as bar:
-            for member in tar:  # streaming: one pass over a compressed archive
-                if has_filter:
-                    tar.extract(member, into, filter="data")
-                else:
-                    _check_member(member, into)
-                    tar.extract(member, into)
-                count += 1
-                bar.update(raw.tell() - bar.n)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        # TarError covers ReadError and the filter's OutsideDestination/AbsolutePath/... errors.
-        raise DataError(f"{archive}: cannot be extracted ({type(exc).__name__}: {_short(exc)}); "
-                        "the archive is damaged or unsafe") from None
-    if count == 0:
-        raise DataError(f"{archive}: the archive is empty")
-    return count
-
-
-def _check_member(member: tarfile.TarInfo, into: Path) -> None:
-    root = os.path.realpath(into)
-    target = os.path.realpath(os.path.join(root, member.name))
-    if os.path.isabs(member.name) or os.path.commonpath([root, target]) != root:
-        raise tarfile.TarError(f"member {member.name!r} would be written outside the target folder")
-    if member.issym() or member.islnk():
-        link = os.path.realpath(os.path.join(os.path.dirname(target) if member.issym() else root, member.linkname))
-        if os.path.isabs(member.linkname) or os.path.commonpath([root, link]) != root:
-            raise tarfile.TarError(f"link {member.name!r} points outside the target folder")
-    if member.isdev():
-        raise tarfile.TarError(f"member {member.name!r} is a device file")
 
 
 # ---------------------------------------------------------------- the whole job
@@ -359,6 +306,7 @@ class InstallResult:
     skipped: bool
     archives: list[Path] = field(default_factory=list)
     members: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
 
 
 def stage_name(spec: DatasetSpec) -> str:
@@ -366,13 +314,15 @@ def stage_name(spec: DatasetSpec) -> str:
 
 
 def marker_ok(spec: DatasetSpec, target: Path) -> bool:
-    return provenance.stage_is_done(target, stage_name(spec)) and not spec.check(target)
+    return provenance.stage_is_done(target, stage_name(spec)) and not layout_problems(spec, target)
 
 
 def install(spec: DatasetSpec, root: Path, *, mirrors: Sequence[str] | None = None, force: bool = False,
             remove_archives: bool = False, retries: int = 3, timeout: float = 60.0, quiet: bool = False,
             args=None, log=print) -> InstallResult:
     """Download, verify, extract and check ``spec`` into ``root/spec.folder`` (see the module docstring)."""
+    if not archive_kinds.HAS_TAR_FILTERS:  # before downloading 900 MB that could not be unpacked
+        raise DataError(archive_kinds.NEED_FILTERS)
     root = Path(root)
     target = root / spec.folder
     for stale in root.glob(f".{spec.folder}.partial-*") if root.is_dir() else ():
@@ -382,7 +332,7 @@ def install(spec: DatasetSpec, root: Path, *, mirrors: Sequence[str] | None = No
         if marker_ok(spec, target):
             log(f"already done: {target} was downloaded, verified and extracted (--force redoes it)")
             return InstallResult(target, skipped=True)
-        problems = spec.check(target)
+        problems = layout_problems(spec, target)
         if not problems:
             log(f"{target} already holds the dataset (not downloaded by this script, layout checked); leaving it")
             return InstallResult(target, skipped=True)
@@ -395,24 +345,29 @@ def install(spec: DatasetSpec, root: Path, *, mirrors: Sequence[str] | None = No
     archives = [fetch(f, cache, bases, retries=retries, timeout=timeout, quiet=quiet, log=log) for f in spec.files]
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.partial-", dir=root))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would become the dataset folder's mode
     old = None
+    refused: Counter = Counter()
     try:
         members = 0
-        for a in archives:
+        for remote, archive in zip(spec.files, archives):
             try:
-                members += safe_extract(a, tmp, quiet=quiet)
+                members += archive_kinds.extract(archive, tmp / remote.into, refused, quiet=quiet)
             except DataError as exc:
                 # A verified-but-unreadable archive would fail the same way on every rerun: drop it.
-                a.unlink(missing_ok=True)
-                _sidecar(a).unlink(missing_ok=True)
+                archive.unlink(missing_ok=True)
+                _sidecar(archive).unlink(missing_ok=True)
                 raise DataError(f"{exc}; deleted it, rerun to download it again") from None
-        found = spec.locate(tmp)
-        problems = spec.check(found)
+        if refused:
+            log(f"refused {sum(refused.values()):,} archive member(s) that would leave {target} or are not "
+                "plain files: " + ", ".join(f"{k} {v:,}" for k, v in sorted(refused.items())))
+        found = locate(spec, tmp)
+        problems = layout_problems(spec, found)
         if problems:
             raise DataError(f"the extracted {spec.key} data is incomplete: {'; '.join(problems[:3])}")
         provenance.write_meta(found, stage_name(spec), args, inputs=archives, extra={
-            "dataset": spec.key, "published_md5": {f.name: f.md5 for f in spec.files},
-            "mirrors": bases, "members": members})
+            "dataset": spec.key, "known_hashes": {f.name: f.known_hash for f in spec.files},
+            "mirrors": bases, "members": members, "refused": dict(refused)})
         if target.exists():  # --force: swap the old tree out only once the new one is ready
             old = root / f".{spec.folder}.old-{os.getpid()}"
             os.replace(target, old)
@@ -426,9 +381,8 @@ def install(spec: DatasetSpec, root: Path, *, mirrors: Sequence[str] | None = No
                 os.replace(old, target)
     log(f"{target}: ready ({members:,} archive members)")
     if remove_archives:
-        for a in archives:
-            a.unlink(missing_ok=True)
-            _sidecar(a).unlink(missing_ok=True)
+        for archive in archives:
+            archive.unlink(missing_ok=True)
+            _sidecar(archive).unlink(missing_ok=True)
         log(f"removed the archives from {cache}")
-    return InstallResult(target, skipped=False, archives=archives, members=members)
-
+    return InstallResult(target, skipped=False, archives=archives, members=members, refused=dict(refused))
