@@ -1,12 +1,13 @@
 """Dataset-reader and demo-corpus benchmarks.
 
 1. Listing an ImageCLEF-layout collection (metadata parsing, English article lookup):
-   ours (``imageclef.list_imageclef``: one ``os.scandir`` per folder, metadata existence
-   from a set, one in-memory XML parse per image) against the original script's structure
-   (``os.walk``, an ``os.path.isfile`` per image, ``ET.parse`` from the path, language
-   found by comparing attribute dicts), on the same synthetic collection of N metadata
-   files (tiny placeholder images: neither side decodes them). Both must find the same
-   articles.
+   ours (``imageclef.list_imageclef`` with the default ``release`` keep rule: one
+   ``os.scandir`` per folder, metadata existence from a set, one in-memory XML parse per
+   image, article paths checked to stay inside the collection once per folder) against
+   the original script's structure (``os.walk``, ``name.split('.')[1]``, an
+   ``os.path.isfile`` per image, ``ET.parse`` from the path, language found by comparing
+   attribute dicts), on the same synthetic collection of N metadata files (tiny
+   placeholder images: neither side decodes them). Both must find the same articles.
 2. Demo corpus generation at the pipeline's scale: ours with a process pool against one
    process (same bytes; the tree digests are compared).
 
@@ -66,8 +67,10 @@ def naive_listing(coll: Path) -> dict[str, str]:
     found = {}
     for root, _dirs, files in os.walk(img_dir):
         for name in files:
-            stem = name.split(".")[0]
-            meta = xml_dir + os.path.basename(root) + "/" + stem + ".xml"
+            parts = name.split(".")
+            if len(parts) < 2 or parts[1] not in ("jpg", "jpeg"):
+                continue
+            meta = xml_dir + os.path.basename(root) + "/" + parts[0] + ".xml"
             if not os.path.isfile(meta):
                 continue
             article = ""
@@ -76,6 +79,7 @@ def naive_listing(coll: Path) -> dict[str, str]:
                     for c2 in child:
                         if c2.tag == "caption":
                             article = c2.attrib.get("article", "")
+                            break
             if article:
                 found[os.path.join(root, name)] = article
     return found
@@ -89,10 +93,10 @@ def bench_listing(workdir: Path, quick: bool) -> list[dict]:
     ours_result = {}
 
     def ours():
-        items = imageclef.list_imageclef(coll)
+        items = imageclef.list_imageclef(coll, rule="release")
         ours_result["n"] = len(items)
         ours_result["articles"] = {str(it.image_path): os.path.relpath(it.article_path, coll)
-                                   for it in items if it.article_path is not None}
+                                   for it in items if it.problem is None}
 
     naive_result = {}
 

@@ -1,9 +1,11 @@
 """Stage 1: pick the ImageCLEF Wikipedia images the paper trains on and pair each with its article.
 
-Keeps real JPEGs (magic bytes) whose sides are both >= 256 px (header only) and whose
-metadata names an existing, non-empty English article; counts every removed image by
-reason. Writes RUN/pairs/{pairs.tsv, train_dict_ImageCLEF_Wikipedia.json,
-filter_counts.json, meta.json}.
+By default keeps exactly what the release's generate_train_dict.py keeps (a name whose
+second dot-part is 'jpg'/'jpeg', the first English caption@article, both sides >= 256 px
+from the header), minus what cannot be used safely: paths that lead outside the
+collection, missing articles, decompression bombs and images whose pixels do not
+decode. Counts every removed image by reason, next to the paper's 100,785 kept images.
+Writes RUN/pairs/{pairs.tsv, train_dict_ImageCLEF_Wikipedia.json, filter_counts.json, meta.json}.
 
 Run::
 
@@ -21,7 +23,7 @@ if __package__ in (None, ""):
 
 from texttopicnet.core import cli, io, provenance  # noqa: E402
 from texttopicnet.core.errors import DataError  # noqa: E402
-from texttopicnet.data import pairs  # noqa: E402
+from texttopicnet.data import images, pairs  # noqa: E402
 from texttopicnet.data.readers import imageclef  # noqa: E402
 
 STAGE = "pairs"
@@ -34,6 +36,16 @@ def build_parser():
     p.add_argument("--min-side", type=int, default=pairs.MIN_SIDE,
                    help="smallest width and height kept, in pixels (the paper keeps images >= 256 px, "
                         "the size the CNN input is resized to)")
+    p.add_argument("--keep-rule", choices=sorted(imageclef.KEEP_RULES), default="release",
+                   help="which files and captions are read: " + "; ".join(
+                       f"'{r.name}' = {r.help}" for r in imageclef.KEEP_RULES.values())
+                   + " (default: the release's, which reproduces the paper's training set)")
+    p.add_argument("--decode-check", choices=sorted(pairs.DECODE_CHECKS), default="full",
+                   help="; ".join(f"'{k}' = {v}" for k, v in pairs.DECODE_CHECKS.items())
+                   + " (default full: an image that cannot be decoded is not a training image)")
+    p.add_argument("--max-pixels", type=int, default=images.MAX_PIXELS,
+                   help="refuse an image whose header claims more than this many pixels, before decoding "
+                        "(default: Pillow's own refusal point, 2 x Image.MAX_IMAGE_PIXELS; 0 = no limit)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
 
@@ -47,16 +59,20 @@ def main(argv=None) -> int:
         return 0
     if args.min_side < 1:
         raise DataError(f"--min-side must be positive, got {args.min_side}")
+    if args.max_pixels < 0:
+        raise DataError(f"--max-pixels must be 0 (no limit) or positive, got {args.max_pixels}")
+    max_pixels = args.max_pixels or None
     root = imageclef.find_collection_root(args.collection or args.data_root)
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance.invalidate(out_dir)
 
-    cli.log(f"listing {root} ...")
-    items = imageclef.list_imageclef(root)
+    cli.log(f"listing {root} (keep rule {args.keep_rule}) ...")
+    items = imageclef.list_imageclef(root, rule=args.keep_rule)
     if not items:
-        raise DataError(f"{root / 'images'}: no image files found")
+        raise DataError(f"{root / 'images'}: no files found")
     kept, counts = pairs.filter_items(items, workers=args.workers, min_side=args.min_side,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress, rule=args.keep_rule,
+                                      decode=args.decode_check, max_pixels=max_pixels)
     cli.log(pairs.format_counts(counts))
     if not kept:
         raise DataError(f"{root}: no image passed the filters; see the counts above")
@@ -69,7 +85,8 @@ def main(argv=None) -> int:
     io.write_json(counts_json, {"collection_root": str(root), **counts})
     provenance.write_meta(out_dir, STAGE, args, inputs=[], outputs=[tsv, dict_json, counts_json],
                           extra={"collection_root": str(root), "counts": {k: counts[k] for k in
-                                 ("images", "kept", "removed", "unique_articles")}})
+                                 ("images", "kept", "paper_kept", "removed", "unique_articles", "keep_rule",
+                                  "decode_check", "max_pixels")}})
     cli.log(f"wrote {tsv} ({len(kept)} pairs)")
     return 0
 

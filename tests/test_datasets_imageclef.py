@@ -47,8 +47,12 @@ def test_problems_match_the_planted_edge_cases(demo, demo_corpus):
         assert langs and "en" not in langs
     missing = [it for it in items if it.problem is None and not it.article_path.is_file()]
     assert [str(it.image_path.relative_to(demo_corpus)) for it in missing] == edge["missing_article"]
+    # The release's rule drops the .png files by name (the PNG named .jpg is read).
+    assert sorted(str(it.image_path.relative_to(demo_corpus)) for it in items if it.problem == "extension") == \
+        sorted(edge["png"])
     # Everything else resolves to an article on disk.
-    assert counts[None] == len(items) - counts["no_metadata"] - counts["bad_metadata"] - counts["no_english_article"]
+    assert counts[None] == len(items) - counts["no_metadata"] - counts["bad_metadata"] - counts["no_english_article"] \
+        - counts["extension"]
 
 
 def test_articles_are_read_with_markup_and_leniently(demo, demo_corpus):
@@ -95,8 +99,8 @@ def test_streamlined_spelling_and_flat_folders(tmp_path):
     (root / "_text" / "en" / "1" / "77.xml").write_text("<article><text>Fish &amp; chips</text></article>")
     assert imageclef.find_collection_root(tmp_path / "data") == root.absolute()
     items = imageclef.list_imageclef(root)
-    assert [it.metadata_id for it in items] == ["5", "6"]  # Thumbs.db is not an image
-    first, flat = items
+    assert [(it.metadata_id, it.problem) for it in items] == [("5", None), ("Thumbs", "extension"), ("6", None)]
+    first, _, flat = items
     assert first.problem is None and first.article_path == (root / "_text/en/1/77.xml").absolute()
     assert imageclef.read_article(first.article_path) == "Fish & chips"
     # Not on disk under any spelling: the literal path is kept, so callers can count it.
@@ -104,16 +108,87 @@ def test_streamlined_spelling_and_flat_folders(tmp_path):
     assert not flat.article_path.exists()
 
 
-def test_metadata_problems_without_crashing(tmp_path):
+@pytest.mark.parametrize("rule,expected", [
+    ("release", {"1": "bad_metadata", "2": "no_english_article", "3": "no_english_article",
+                 "3.png": "extension", "4.JPG": "extension", "5.gif": "extension", "6.b": "extension",
+                 "noext": "extension"}),
+    ("ours", {"1": "bad_metadata", "2": "no_english_article", "3": "no_english_article",
+              "3.png": "no_english_article", "4.JPG": None, "5.gif": "no_metadata", "6.b": "no_metadata",
+              "noext": "extension"}),
+])
+def test_metadata_problems_without_crashing(tmp_path, rule, expected):
     root = _tiny_collection(tmp_path, {"1/1.xml": "<image><text xml:lang='en'><caption article='x'>",
                                        "1/2.xml": _meta("text/en/1/9", lang="fr"),
                                        "1/3.xml": _meta(""),
-                                       "1/4.xml": _meta("text/en/1/4")},
-                            images=("1/1.jpg", "1/2.jpg", "1/3.png", "1/4.JPG", "1/5.gif"))
-    problems = {it.metadata_id: it.problem for it in imageclef.list_imageclef(root)}
-    assert problems == {"1": "bad_metadata", "2": "no_english_article", "3": "no_english_article",
-                        "4": None, "5": "no_metadata"}
-    assert imageclef.english_article(root / "metadata/1/4.xml") == ("text/en/1/4", None)
+                                       "1/4.xml": _meta("text/en/1/4"),
+                                       "1/6.xml": _meta("text/en/1/6")},
+                            images=("1/1.jpg", "1/2.jpg", "1/3.jpg", "1/3.png", "1/4.JPG", "1/5.gif", "1/6.b.jpg",
+                                    "1/noext"))
+    problems = {it.image_path.name.replace(".jpg", ""): it.problem
+                for it in imageclef.list_imageclef(root, rule=rule)}
+    assert problems == expected
+    assert imageclef.english_article(root / "metadata/1/4.xml", rule) == ("text/en/1/4", None)
+
+
+def _caption_meta(body: str) -> str:
+    return f'<?xml version="1.0"?><image id="1">{body}<text xml:lang="de"><caption article="de/x"/></text></image>'
+
+
+EN = '<text xml:lang="en">'
+# metadata body -> (article under the release's rule, under 'ours')
+CAPTION_CASES = {
+    EN + '<caption article="a/1"/></text>': ("a/1", "a/1"),
+    EN + '<caption article=""/><caption article="a/2"/></text>': (None, "a/2"),    # first caption decides
+    EN + '<caption/><caption article="a/3"/></text>': (None, "a/3"),               # no attributes at all
+    EN + '<caption title="t"/></text>': (None, None),                              # no article attribute
+    '<text xml:lang="en" id="9"><caption article="a/4"/></text>': (None, "a/4"),   # extra attribute
+    '<text lang="en"><caption article="a/5"/></text>': (None, "a/5"),              # plain lang=
+    '<text xml:lang="EN"><caption article="a/6"/></text>': (None, "a/6"),
+    EN + '<div><caption article="a/7"/></div></text>': (None, "a/7"),               # not a direct child
+    EN + '</text><text xml:lang="en"><caption article="a/8"/></text>': ("a/8", "a/8"),  # 1st en child has none
+    EN + '<caption article="  "/></text>': ("  ", None),                           # not empty for the release
+    '<text xml:lang="de"><caption article="a/9"/></text>': (None, None),
+}
+
+
+@pytest.mark.parametrize("body", list(CAPTION_CASES))
+def test_caption_lookup_per_rule(tmp_path, body):
+    path = tmp_path / "1.xml"
+    path.write_text(_caption_meta(body), encoding="utf-8")
+    for rule, expected in zip(("release", "ours"), CAPTION_CASES[body]):
+        article, problem = imageclef.english_article(path, rule)
+        assert article == expected, rule
+        assert problem == (None if expected else "no_english_article")
+
+
+def test_paths_leading_outside_are_refused(tmp_path):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "passwd.txt").write_text("root:x:0:0")
+    (secret / "photo.jpg").write_bytes(b"\xff\xd8\xff not decoded by the reader")
+    (secret / "9.xml").write_text(_meta("text/en/ok"))
+    root = _tiny_collection(tmp_path, {f"1/{i}.xml": _meta(a) for i, a in (
+        (1, "../../secret/passwd.txt"), (2, "text/link"), (3, "/etc/passwd"), (4, "text/en/ok"),
+        (5, "text/outdir/passwd.txt"), (6, "text/../../secret/passwd.txt"), (7, "text/en/ok"),
+        (8, "text/inlink"))}, images=tuple(f"1/{i}.jpg" for i in (1, 2, 3, 4, 5, 6, 8, 9)))
+    (root / "text" / "en").mkdir(parents=True)
+    (root / "text" / "en" / "ok").write_text("fine")
+    (root / "text" / "link").symlink_to(secret / "passwd.txt")
+    (root / "text" / "outdir").symlink_to(secret)
+    (root / "text" / "inlink").symlink_to(root / "text" / "en" / "ok")  # a link that stays inside is fine
+    (root / "images" / "1" / "7.jpg").symlink_to(secret / "photo.jpg")
+    (root / "metadata" / "1" / "9.xml").symlink_to(secret / "9.xml")
+    items = {it.metadata_id: it for it in imageclef.list_imageclef(root)}
+    problems = {k: it.problem for k, it in items.items()}
+    assert problems == {"1": "outside_collection", "2": "outside_collection",
+                        "3": None,  # joined to the root as the release did: root/etc/passwd (absent)
+                        "4": None, "5": "outside_collection", "6": "outside_collection",
+                        "7": "outside_collection", "8": None, "9": "outside_collection"}
+    assert items["3"].article_path == root.absolute() / "etc" / "passwd" and not items["3"].article_path.exists()
+    assert items["8"].article_path == root.absolute() / "text" / "inlink"
+    for it in items.values():
+        assert it.problem is not None or it.article_path is None or secret not in it.article_path.resolve().parents
+    assert imageclef.resolve_article(root, "../../secret/passwd.txt") is None
 
 
 def test_read_article_variants(tmp_path):

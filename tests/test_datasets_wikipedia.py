@@ -107,3 +107,30 @@ def test_errors_name_the_path(tmp_path, root):
         wikipedia.load_wikipedia(found, "test")
     with pytest.raises(DataError, match="unknown Wikipedia split"):
         wikipedia.load_wikipedia(root, "validation")
+
+
+def test_ids_leading_outside_the_dataset_are_refused(tmp_path, capsys):
+    root = tmp_path / "Wikipedia"
+    (root / "texts").mkdir(parents=True)
+    (root / "images" / "art").mkdir(parents=True)
+    secret = tmp_path / "secret.xml"
+    secret.write_text("<document><text>private words</text></document>")
+    (tmp_path / "x.jpg").write_bytes(b"\xff\xd8\xff")
+    (root / "texts" / "ok.xml").write_text("<document><text>Fine text</text></document>")
+    (root / "texts" / "link.xml").symlink_to(secret)
+    (root / "images" / "art" / "img1.jpg").write_bytes(b"\xff\xd8\xff")
+    (root / "images" / "art" / "imglink.jpg").symlink_to(tmp_path / "x.jpg")
+    (root / "testset_txt_img_cat.list").write_text(
+        "ok\timg1\t1\n../../secret\timg1\t1\nlink\timg1\t1\nok\t../../x\t1\nok\timglink\t1\n")
+    refused = {}
+    pairs = wikipedia.load_wikipedia(root, "test", refused=refused)
+    # Kept rows: only those whose text stays inside; refused images leave the pair without one.
+    assert [(p.text_id, p.image_id, p.image_path is not None) for p in pairs] == [
+        ("ok", "img1", True), ("ok", "../../x", False), ("ok", "imglink", False)]
+    assert all("private" not in p.text for p in pairs)
+    assert refused == {"outside_collection": 4}
+    assert pairs[0].image_path == root.absolute() / "images" / "art" / "img1.jpg"
+    # Without a dict to count into, the refusal is still said, in one line.
+    wikipedia.load_wikipedia(root, "test")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "4 id(s)" in err[0] and "outside_collection" in err[0]

@@ -1,12 +1,21 @@
 """Training pairs: which ImageCLEF Wikipedia images the paper trains on, and why the others are not.
 
-An image is kept when (REFERENCE.md, "Stage 1"):
+With the default keep rule ``release`` (REFERENCE.md "Stage 1", the original
+``generate_train_dict.py``) an image is kept when:
 
-- its metadata names an English article (``caption@article`` in the ``xml:lang="en"`` child),
-- that article exists and is not empty (whitespace only counts as empty),
-- the file really is a JPEG (magic bytes, not the extension: the collection has PNGs
-  named ``.jpg``), readable, and
-- both sides are >= 256 px (read from the header, no decoding).
+- its file name's second dot-separated part is exactly ``jpg`` or ``jpeg`` (so ~30k PNGs
+  are dropped by name; a PNG *named* ``.jpg`` is kept, as PIL reads it),
+- its metadata's first English caption names an article (``caption@article`` not empty),
+- PIL reads its header and both sides are >= 256 px.
+
+On top of the release, and counted under their own reasons: paths that lead outside the
+collection are refused (``outside_collection``), an article that is not on disk is
+dropped (``article_missing``: the release's LDA script crashed on it), a header claiming
+more than ``max_pixels`` pixels is refused before decoding (``decompression_bomb``) and,
+with ``decode="full"`` (default), an image whose pixel data does not decode even
+leniently is dropped (``undecodable``; the packing stage would skip it anyway). The
+rule ``ours`` (the toolkit's earlier rules) also demands JPEG bytes (``not_jpeg``) and a
+non-empty article (``article_empty``); see :data:`texttopicnet.data.readers.imageclef.KEEP_RULES`.
 
 Each removed image is counted under the first reason that applies, in the order of
 :data:`REASONS`. Checks run in worker processes (``check_items``); nothing raises on a
@@ -25,28 +34,47 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..core.errors import DataError
 from ..core.io import atomic_open
-from .images import ImageReadError, probe
+from ..core.paths import OUTSIDE
+from .images import MAX_PIXELS, ImageReadError, check_decodes, probe
+from .readers.imageclef import keep_rule
 
 MIN_SIDE = 256  # the paper keeps images whose width and height are both >= 256 px
+PAPER_KEPT = 100_785  # images the paper trained on
+PAPER_UNIQUE_ARTICLES = 35_582  # their distinct articles
 
 # Removal reasons, in the order they are checked (an image counts under the first one).
-REASONS = (
-    "no_metadata",          # no metadata XML for the image
-    "bad_metadata",         # metadata XML is malformed or unreadable
-    "no_english_article",   # no English caption@article
-    "article_missing",      # caption@article names a file that does not exist
-    "article_empty",        # the article file is empty or whitespace only (or unreadable)
-    "corrupt",              # the image header cannot be read (truncated, garbage, empty)
-    "not_jpeg",             # readable, but not JPEG content (PNG, GIF, ...) whatever its extension
-    "too_small",            # width or height < 256 px
-)
+REASON_HELP = {
+    "extension": "the keep rule does not read this file name (release: name.split('.')[1] is not exactly "
+                 "'jpg' or 'jpeg': PNG, GIF, SVG, .JPG, a.b.jpg, no dot)",
+    "no_metadata": "no metadata/<folder>/<id>.xml for the image",
+    "bad_metadata": "the metadata is not well-formed XML or unreadable (the release crashed on it)",
+    "no_english_article": "no English caption naming an article (release: exact {xml:lang: en} child, "
+                          "its first caption, article attribute absent or empty)",
+    OUTSIDE: "a metadata file, caption@article or image that resolves outside the collection root "
+             "(../.., absolute path, symlink): refused, never read",
+    "article_missing": "the article file named by the caption is not on disk (the release's LDA script crashed)",
+    "article_empty": "the article file is empty or whitespace only (keep rule 'ours' only; the release kept "
+                     "these and stage 3 excludes them)",
+    "unreadable": "the image file cannot be opened (vanished, no permission)",
+    "corrupt": "PIL cannot read the image header (not an image, empty, cut short; the release crashed on it)",
+    "decompression_bomb": "the header claims more pixels than --max-pixels: refused before decoding",
+    "not_jpeg": "readable, but not JPEG content whatever its name (keep rule 'ours' only)",
+    "too_small": "width or height below --min-side (256 px in the paper)",
+    "undecodable": "header fine and large enough, but the pixel data does not decode even leniently "
+                   "(the release kept it; --decode-check header keeps it too)",
+}
+REASONS = tuple(REASON_HELP)
 EXAMPLES_PER_REASON = 5
+DECODE_CHECKS = {
+    "full": "decode the pixel data once (JPEGs at 1/8 scale) and drop what does not decode, as packing would",
+    "header": "read the header only, as the release did (undecodable files are then skipped at packing)",
+}
 
 
 @dataclass(frozen=True)
@@ -56,10 +84,24 @@ class Pair:
     metadata_id: str
 
 
-def article_problem(path: Path | None) -> str | None:
-    """``None`` when the article is usable, else ``article_missing`` / ``article_empty``."""
+@dataclass(frozen=True)
+class CheckOptions:
+    """What :func:`check_item` demands beyond the listing (picklable: sent to worker processes)."""
+    rule: str = "release"
+    min_side: int = MIN_SIDE
+    max_pixels: int | None = MAX_PIXELS
+    decode: str = "full"
+
+
+def article_problem(path: Path | None, need_text: bool = True) -> str | None:
+    """``None`` when the article is usable, else ``article_missing`` / ``article_empty``.
+
+    ``need_text=False`` (the release) only asks for the file to exist.
+    """
     if path is None or not path.is_file():
         return "article_missing"
+    if not need_text:
+        return None
     try:
         if path.stat().st_size == 0:
             return "article_empty"
@@ -75,63 +117,84 @@ def article_problem(path: Path | None) -> str | None:
         return "article_empty"
 
 
-def image_problem(path: Path, min_side: int = MIN_SIDE) -> str | None:
-    """``None`` for a readable JPEG with both sides >= ``min_side``, else the reason."""
+def image_problem(path: Path, options: CheckOptions = CheckOptions()) -> str | None:
+    """``None`` for an image the rule keeps (header, size, then optionally pixel data), else the reason."""
+    rule = keep_rule(options.rule)
     try:
-        info = probe(path)
-    except ImageReadError:
-        return "corrupt"
-    if not info.is_jpeg:
+        info = probe(path, max_pixels=options.max_pixels)
+    except ImageReadError as exc:
+        return exc.reason  # unreadable / corrupt / decompression_bomb
+    if rule.jpeg_bytes and not info.is_jpeg:
         return "not_jpeg"
-    if info.width < min_side or info.height < min_side:
+    if info.width < options.min_side or info.height < options.min_side:
         return "too_small"
+    if options.decode == "full":
+        try:
+            check_decodes(path, max_pixels=options.max_pixels)
+        except ImageReadError as exc:
+            return exc.reason if exc.reason != "corrupt" else "undecodable"
     return None
 
 
-def check_item(item, min_side: int = MIN_SIDE) -> str | None:
-    """The removal reason for one ``ImageCLEFItem``, or ``None`` when the paper keeps it."""
+def check_item(item, options: CheckOptions | int = CheckOptions()) -> str | None:
+    """The removal reason for one ``ImageCLEFItem``, or ``None`` when it is kept.
+
+    (An int ``options`` is read as ``min_side`` with the other defaults.)
+    """
+    if isinstance(options, int):
+        options = CheckOptions(min_side=options)
     if item.problem is not None:
         return item.problem
-    reason = article_problem(item.article_path)
+    reason = article_problem(item.article_path, need_text=keep_rule(options.rule).article_text)
     if reason is not None:
         return reason
-    return image_problem(item.image_path, min_side)
+    return image_problem(item.image_path, options)
 
 
-def _check_chunk(args: tuple[Sequence, int]) -> list[str | None]:
-    items, min_side = args
-    return [check_item(it, min_side) for it in items]
+def _check_chunk(args: tuple[Sequence, CheckOptions]) -> list[str | None]:
+    items, options = args
+    return [check_item(it, options) for it in items]
 
 
-def check_items(items: Sequence, workers: int = 1, min_side: int = MIN_SIDE, chunk: int = 256,
+def check_items(items: Sequence, workers: int = 1, options: CheckOptions = CheckOptions(), chunk: int = 256,
                 progress: bool = True) -> list[str | None]:
     """``check_item`` for every item, in order, over ``workers`` processes (with a progress bar)."""
     from tqdm import tqdm
 
     from ..text.preprocess import mp_context
 
-    chunks = [(items[i:i + chunk], min_side) for i in range(0, len(items), chunk)]
-    bar = tqdm(total=len(items), desc="checking images", unit="img", disable=not progress)
-    out: list[str | None] = []
+    # Items whose listing already failed need no worker; only the rest are shipped out.
+    todo = [i for i, it in enumerate(items) if it.problem is None]
+    out: list[str | None] = [it.problem for it in items]
+    chunks = [([items[j] for j in todo[i:i + chunk]], options) for i in range(0, len(todo), chunk)]
+    bar = tqdm(total=len(todo), desc="checking images", unit="img", disable=not progress)
+    results: list[str | None] = []
     try:
         if workers <= 1 or len(chunks) <= 1:
             for c in chunks:
-                out.extend(_check_chunk(c))
+                results.extend(_check_chunk(c))
                 bar.update(len(c[0]))
         else:
             with mp_context().Pool(workers) as pool:
                 for c, res in zip(chunks, pool.imap(_check_chunk, chunks)):
-                    out.extend(res)
+                    results.extend(res)
                     bar.update(len(c[0]))
     finally:
         bar.close()
+    for j, reason in zip(todo, results):
+        out[j] = reason
     return out
 
 
-def filter_items(items: Sequence, workers: int = 1, min_side: int = MIN_SIDE,
-                 progress: bool = True) -> tuple[list[Pair], dict]:
+def filter_items(items: Sequence, workers: int = 1, min_side: int = MIN_SIDE, progress: bool = True,
+                 rule: str = "release", decode: str = "full", max_pixels: int | None = MAX_PIXELS
+                 ) -> tuple[list[Pair], dict]:
     """Keep the paper's images. Returns ``(pairs, counts)``; ``counts`` is what filter_counts.json holds."""
-    reasons = check_items(items, workers=workers, min_side=min_side, progress=progress)
+    keep_rule(rule)  # unknown names fail here, before any work
+    if decode not in DECODE_CHECKS:
+        raise DataError(f"unknown decode check {decode!r}; choose one of {', '.join(DECODE_CHECKS)}")
+    options = CheckOptions(rule=rule, min_side=min_side, max_pixels=max_pixels, decode=decode)
+    reasons = check_items(items, workers=workers, options=options, progress=progress)
     kept: list[Pair] = []
     removed: Counter = Counter()
     examples: dict[str, list[str]] = {r: [] for r in REASONS}
@@ -146,11 +209,18 @@ def filter_items(items: Sequence, workers: int = 1, min_side: int = MIN_SIDE,
     counts = {
         "images": len(items),
         "kept": len(kept),
+        "paper_kept": PAPER_KEPT,
+        "unique_articles": len({p.article_path for p in kept}),
+        "paper_unique_articles": PAPER_UNIQUE_ARTICLES,
+        "keep_rule": rule,
+        "decode_check": decode,
+        "min_side": min_side,
+        "max_pixels": max_pixels,
         "removed": {r: removed.get(r, 0) for r in list(REASONS) + sorted(set(removed) - set(REASONS))},
         "removed_total": sum(removed.values()),
-        "unique_articles": len({p.article_path for p in kept}),
-        "min_side": min_side,
-        "order": "each removed image is counted under the first failing check, in the order of 'removed'",
+        "order": ("each removed image is counted under the first failing check, in the order of 'removed' "
+                  "(outside_collection: where the path is met: metadata, then article, then image)"),
+        "reasons": dict(REASON_HELP),
         "examples": {r: ex for r, ex in examples.items() if ex},
     }
     return kept, counts
@@ -158,11 +228,15 @@ def filter_items(items: Sequence, workers: int = 1, min_side: int = MIN_SIDE,
 
 def format_counts(counts: dict) -> str:
     """A short human summary of filter counts (printed by lda/01)."""
-    lines = [f"{counts['images']} images listed, {counts['kept']} kept "
-             f"({counts['unique_articles']} unique articles), {counts['removed_total']} removed:"]
+    head = (f"{counts['images']:,} files under images/ (keep rule {counts.get('keep_rule', '?')}): "
+            f"{counts['kept']:,} kept (paper: {counts.get('paper_kept', PAPER_KEPT):,}) from "
+            f"{counts['unique_articles']:,} unique articles (paper: "
+            f"{counts.get('paper_unique_articles', PAPER_UNIQUE_ARTICLES):,}); "
+            f"{counts['removed_total']:,} removed:")
+    lines = [head]
     for reason, n in counts["removed"].items():
         if n:
-            lines.append(f"  {reason:<20} {n}")
+            lines.append(f"  {reason:<20} {n:>9,}")
     return "\n".join(lines)
 
 

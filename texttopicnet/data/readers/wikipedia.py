@@ -14,11 +14,18 @@ regular expression instead of an XML parser. The ``cat`` attribute inside a text
 file is Wikipedia's own category id, not the 1..10 label; the label comes from the
 list files.
 
+Ids come from the list files, so they are untrusted: a text id whose ``texts/<id>.xml``
+(or an image id / category name whose image path) would resolve outside the dataset root
+(``../../x``, an absolute path, a symlink out) is refused and counted under
+``outside_collection``: the row is dropped (a refused text) or keeps no image (a refused
+image). Nothing outside the root is opened.
+
 Use::
 
     from texttopicnet.data.readers import wikipedia
     root = wikipedia.find_wikipedia_root("data")
-    pairs = wikipedia.load_wikipedia(root, split="test")   # 693 WikiPair records
+    refused = {}
+    pairs = wikipedia.load_wikipedia(root, split="test", refused=refused)   # 693 WikiPair records
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from __future__ import annotations
 import html
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.errors import DataError
+from ...core.paths import OUTSIDE, inside
 
 FOLDER_NAME = "Wikipedia"
 STANDARD_CATEGORIES = ("art", "biology", "geography", "history", "literature",
@@ -116,19 +125,32 @@ def _read_list(path: Path, n_categories: int) -> list[tuple[str, str, int]]:
     return rows
 
 
-def _image_path(root: Path, category_name: str, image_id: str) -> Path | None:
-    for cand in (root / "images" / category_name / f"{image_id}.jpg", root / "images" / f"{image_id}.jpg"):
+def _image_path(root: Path, category_name: str, image_id: str) -> tuple[Path | None, bool]:
+    """``(path of the image or None, refused)``: ``images/<category>/<id>.jpg``, else ``images/<id>.jpg``.
+
+    ``refused`` is True when a candidate would resolve outside ``root`` (it is never opened).
+    The unresolved path is returned: caches downstream are keyed on these strings.
+    """
+    refused = False
+    for rel in (f"images/{category_name}/{image_id}.jpg", f"images/{image_id}.jpg"):
+        if inside(root, rel) is None:
+            refused = True
+            continue
+        cand = root / rel
         if cand.is_file():
-            return cand
-    return None
+            return cand, False
+    return None, refused
 
 
-def load_wikipedia(root: str | os.PathLike, split: str = "test") -> list[WikiPair]:
+def load_wikipedia(root: str | os.PathLike, split: str = "test", refused: dict | None = None) -> list[WikiPair]:
     """The pairs of ``split`` ("train", "test" or "all" = train then test), in list-file order.
 
     Raises :class:`DataError` for a missing list file, a malformed line, or text
     files that the list names but ``texts/`` lacks (the evaluation needs every pair).
     Images may be absent (``image_path`` is then ``None``): text-only uses work.
+    A row whose text would resolve outside ``root`` is dropped, an image path that would
+    is not used; both are counted in ``refused[OUTSIDE]`` (a one-line warning goes to
+    stderr when no ``refused`` dict is given).
     """
     if split not in ("train", "test", "all"):
         raise DataError(f"unknown Wikipedia split {split!r}; expected 'train', 'test' or 'all'")
@@ -141,15 +163,32 @@ def load_wikipedia(root: str | os.PathLike, split: str = "test") -> list[WikiPai
         if not path.is_file():
             raise DataError(f"{path}: split list not found; {HOW_TO_GET}")
         rows.extend(_read_list(path, len(names)))
+    n_refused, examples = 0, []
+    kept_rows = []
+    for row in rows:
+        if inside(root, f"texts/{row[0]}.xml") is None:
+            n_refused += 1
+            examples.append(row[0])
+        else:
+            kept_rows.append(row)
     texts_dir = root / "texts"
-    missing = [t for t, _, _ in rows if not (texts_dir / f"{t}.xml").is_file()]
+    missing = [t for t, _, _ in kept_rows if not (texts_dir / f"{t}.xml").is_file()]
     if missing:
-        raise DataError(f"{texts_dir}: {len(missing)} of {len(rows)} text files named by the {split} list are "
+        raise DataError(f"{texts_dir}: {len(missing)} of {len(kept_rows)} text files named by the {split} list are "
                         f"missing (first: {missing[0]}.xml); {HOW_TO_GET}")
     pairs = []
-    for text_id, image_id, category in rows:
+    for text_id, image_id, category in kept_rows:
         name = names[category - 1]
+        image_path, image_refused = _image_path(root, name, image_id)
+        if image_refused and image_path is None:
+            n_refused += 1
+            examples.append(image_id)
         pairs.append(WikiPair(text_id=text_id, image_id=image_id, category=category, category_name=name,
-                              text=read_wiki_text(texts_dir / f"{text_id}.xml"),
-                              image_path=_image_path(root, name, image_id)))
+                              text=read_wiki_text(texts_dir / f"{text_id}.xml"), image_path=image_path))
+    if n_refused:
+        if refused is not None:
+            refused[OUTSIDE] = refused.get(OUTSIDE, 0) + n_refused
+        else:
+            print(f"warning: {root}: {n_refused} id(s) of the {split} list lead outside the dataset folder and "
+                  f"were refused ({OUTSIDE}; first: {examples[0]!r})", file=sys.stderr, flush=True)
     return pairs
