@@ -104,3 +104,25 @@ def test_missing_folder_message(tmp_path):
     assert str(tmp_path / "nowhere") in str(err.value) and "download.py voc2007" in str(err.value)
     with pytest.raises(UserError, match="no ImageSets/Main"):
         voc.find_voc_root(tmp_path)
+
+
+def test_ids_leaving_jpegimages_are_refused_and_counted(shared_data, tmp_path):
+    """List-file ids like '../../x', an absolute path or a symlink out of JPEGImages/: dropped, counted, not followed."""
+    from texttopicnet.core.paths import OUTSIDE
+
+    root = _copy_main(shared_data, tmp_path)
+    main = root / "ImageSets" / "Main"
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"not yours")
+    (root / "JPEGImages" / "linkout.jpg").symlink_to(secret)
+    bad = ["../../../../secret", str(tmp_path / "secret"), "linkout"]
+    before = voc.load_voc_split(root, "test")
+    with (main / "test.txt").open("a") as fh:
+        fh.write("".join(f"{i}\n" for i in bad))
+    s = voc.load_voc_split(root, "test")  # the class files need no labels for refused ids
+    assert s.ids == before.ids and s.refused == {OUTSIDE: 3} and s.refused_ids == bad
+    np.testing.assert_array_equal(s.labels, before.labels)
+    assert all(p.parent == root.absolute() / "JPEGImages" for p in s.image_paths)
+    assert voc.load_voc_split(root, "val").refused == {}
+    # the release's labels for the same split stay aligned with the kept ids
+    assert voc.load_release_labels(root, s).shape == s.labels.shape

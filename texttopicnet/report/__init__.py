@@ -25,17 +25,26 @@ from .render import fmt, to_html, to_markdown
 STAGE = "report"
 
 
-def _voc_chance(data_root: Path) -> tuple[list[str], dict[str, float]] | None:
-    """Chance AP per class = positives / (positives + negatives) on test (0-labelled ignored)."""
+def _voc_chance(data_root: Path) -> dict[str, dict[str, float]] | None:
+    """Chance AP per class on test: ``official`` = positives / (positives + negatives), 0-labelled
+    ignored; ``release`` = the release's positives (1 and 0 lines) / all images."""
     try:
-        from ..data.readers.voc import find_voc_root, load_voc_split
+        from ..data.readers.voc import find_voc_root, load_release_labels, load_voc_split
 
-        split = load_voc_split(find_voc_root(data_root), "test")
+        root = find_voc_root(data_root)
+        split = load_voc_split(root, "test")
+        release = load_release_labels(root, split)
     except Exception:
         return None
     pos = (split.labels == 1).sum(0)
     neg = (split.labels == -1).sum(0)
-    return split.classes, {c: float(p / max(p + n, 1)) for c, p, n in zip(split.classes, pos, neg)}
+    n = max(len(split.ids), 1)
+    return {"official": {c: float(p / max(p + q, 1)) for c, p, q in zip(split.classes, pos, neg)},
+            "release": {c: float(r / n) for c, r in zip(split.classes, release.sum(0))}}
+
+
+def _mean(values) -> float | None:
+    return float(np.mean(list(values))) if values else None
 
 
 def _svm_blocks(data: dict, chance: dict | None, fig_dir: Path, paper: dict | None) -> list:
@@ -44,32 +53,49 @@ def _svm_blocks(data: dict, chance: dict | None, fig_dir: Path, paper: dict | No
     if not svm:
         return blocks + [("p", "Not run yet.")]
     tags = [t for t in data["tags"] if t in svm]
+    chance = chance or {}
+    # official columns first (network, chance, paper), then the release's printed AP beside them
     header = ["features"] + [f"{t} mAP (%)" for t in tags] + ["chance mAP (%)"]
     if paper:
         header.append("paper mAP (%)")
+    header += [f"{t} release mAP (%)" for t in tags] + ["chance release mAP (%)"]
     rows = []
-    chance_map = float(np.mean(list(chance.values()))) if chance else None
     for layer in data["layers"]:
-        row = [layer] + [fmt((svm[t].get(layer) or {}).get("map"), pct=True) for t in tags] + [fmt(chance_map, pct=True)]
+        res = {t: svm[t].get(layer) or {} for t in tags}
+        row = [layer] + [fmt(res[t].get("map"), pct=True) for t in tags]
+        row.append(fmt(_mean(chance.get("official", {}).values()), pct=True))
         if paper:
             row.append(fmt(((paper.get("voc07_svm") or {}).get(layer)), 1))
+        row += [fmt(res[t].get("release_map"), pct=True) for t in tags]
+        row.append(fmt(_mean(chance.get("release", {}).values()), pct=True))
         rows.append(row)
     blocks.append(("table", header, rows))
-    blocks.append(("p", "Official VOC2007 AP (11-point interpolated; images labelled 0 ignored); `StandardScaler` + "
-                        "one-vs-rest `LinearSVC`, C chosen per class on val, retrained on trainval, scored on test. "
-                        "Chance = fraction of positives per class (a random ranking's expected AP)."))
+    protocols = {t: sorted({r.get("protocol", "?") for r in svm[t].values()}) for t in tags}
+    blocks.append(("p", "mAP = official VOC2007 AP (11-point interpolated; images labelled 0, difficult only, "
+                        "ignored). Release mAP = what the original release printed: scikit-learn average precision "
+                        "with difficult-only images counted as positives, mean over all classes. `StandardScaler` + "
+                        "one-vs-rest `LinearSVC`, C chosen per class on val, retrained on trainval, scored on test; "
+                        "protocol: " + "; ".join(f"{t} `{', '.join(p)}`" for t, p in protocols.items())
+                        + " (`release`: trained and C chosen as the release did, difficult as positives; `voc`: "
+                          "difficult left out, C by the official AP). Chance = fraction of positives per class "
+                          "(a random ranking's expected AP)."))
     best = max(data["layers"], key=lambda l: (svm.get(tags[0], {}).get(l) or {}).get("map", -1))
     first = svm[tags[0]].get(best)
     if first:
         classes = first["classes"]
         series = {t: (svm[t].get(best) or {}).get("ap", {}) for t in tags}
-        path = ap_bars(classes, series, f"Per-class AP, {best} features", fig_dir / "voc_ap_bars.png")
-        rows = [[c] + [fmt(series[t].get(c), pct=True) for t in tags] + [fmt((chance or {}).get(c), pct=True)]
+        rel = {t: (svm[t].get(best) or {}).get("release_ap", {}) for t in tags}
+        path = ap_bars(classes, series, f"Per-class AP, {best} features", fig_dir / "voc_ap_bars.png", markers=rel)
+        rows = [[c] + [fmt(series[t].get(c), pct=True) for t in tags]
+                + [fmt(chance.get("official", {}).get(c), pct=True)]
+                + [fmt(rel[t].get(c), pct=True) for t in tags]
                 + [fmt((first.get("chosen_C") or {}).get(c), 6)] for c in classes]
         blocks.append(("h", 3, f"Per class ({best})"))
-        blocks.append(("table", ["class"] + [f"{t} AP" for t in tags] + ["chance", f"C ({tags[0]})"], rows))
+        blocks.append(("table", ["class"] + [f"{t} AP" for t in tags] + ["chance"]
+                       + [f"{t} release AP" for t in tags] + [f"C ({tags[0]})"], rows))
         if path:
-            blocks.append(("img", path, f"Per-class AP with {best} features: {' vs '.join(tags)}"))
+            blocks.append(("img", path, f"Per-class AP with {best} features: {' vs '.join(tags)} (bars: official "
+                                        "VOC2007 AP; black ticks: the release's printed AP)"))
     return blocks
 
 
@@ -161,7 +187,7 @@ def build_report(settings) -> Path:
                     ("p", f"Dataset: **{settings.dataset}**; networks: {', '.join(tags)} (random = the same CaffeNet "
                           f"with the published random initialisation, seed {settings.seed}). Generated "
                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}.")]
-    blocks += _svm_blocks(data, chance[1] if chance else None, fig_dir, paper)
+    blocks += _svm_blocks(data, chance, fig_dir, paper)
     blocks += _retrieval_blocks(data, fig_dir, paper)
     blocks += _training_blocks(data, settings, fig_dir)
     blocks.append(("h", 2, "Stage timings"))

@@ -4,6 +4,10 @@ Every number in the report comes from these files: ``train/summary.json`` and
 ``train/log.jsonl``, ``lda/topics.json``, ``voc_svm/<tag>/results_<layer>.json``,
 ``retrieval/<tag>/results.json`` and ``examples.json``, ``pipeline.json`` (stage
 timings) and each stage's ``meta.json`` (provenance).
+
+From a VOC SVM result the report shows ``map``/``ap`` (official VOC2007 11-point AP),
+``release_map``/``release_ap`` (the AP the original release printed), ``protocol`` and
+``chosen_C``; results written before these keys existed show '-' in those cells.
 """
 
 from __future__ import annotations

@@ -57,8 +57,13 @@ def loss_curve(log_rows: list[dict], baseline: float | None, path: Path) -> Path
     return _save(fig, path)
 
 
-def ap_bars(classes: Sequence[str], series: dict[str, dict[str, float]], title: str, path: Path) -> Path | None:
-    """Grouped bars: per-class AP of each network (``series`` = {tag: {class: ap}})."""
+def ap_bars(classes: Sequence[str], series: dict[str, dict[str, float]], title: str, path: Path,
+            markers: dict[str, dict[str, float]] | None = None) -> Path | None:
+    """Grouped bars: per-class AP of each network (``series`` = {tag: {class: ap}}).
+
+    ``markers`` (same shape, e.g. the release's printed AP beside the official AP) are drawn
+    as a black tick across each network's bar.
+    """
     if not classes or not series:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 3.6))
@@ -66,7 +71,12 @@ def ap_bars(classes: Sequence[str], series: dict[str, dict[str, float]], title: 
     x = np.arange(len(classes))
     for i, (tag, aps) in enumerate(series.items()):
         vals = [100.0 * aps.get(c, np.nan) for c in classes]
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=tag, color=COLORS.get(tag))
+        pos = x + (i - (len(series) - 1) / 2) * width
+        ax.bar(pos, vals, width, label=tag, color=COLORS.get(tag))
+        if markers and markers.get(tag):
+            ticks = [100.0 * markers[tag].get(c, np.nan) for c in classes]
+            ax.scatter(pos, ticks, marker="_", s=max(30.0, 160.0 / len(series)), color="black", linewidths=1.5,
+                       label="release AP" if i == 0 else None, zorder=3)
     ax.set_xticks(x)
     ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("AP (%)")

@@ -4,24 +4,41 @@ Layout: ``VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}``. The image
 ids of a split are in ``ImageSets/Main/<split>.txt``; each class has
 ``ImageSets/Main/<class>_<split>.txt`` with lines ``id label``, label 1 (present),
 -1 (absent) or 0 (only "difficult" instances: ignored by the official AP). The
-official files use CRLF line ends and pad positive labels (``000005  1``).
+official files use CRLF line ends and right-align labels in two characters
+(``000005  1``, ``007367  0``, ``000001 -1``).
+
+Two readings of the same lines:
+
+- :func:`load_voc_split`: the raw label matrix in {1, -1, 0}, read by value (what the
+  official devkit and its 11-point AP use: 0 = ignored).
+- :func:`release_label` / :func:`load_release_labels`: the original release's reading
+  (``experiments/voc_2007_classification.py``): ``line.split(' ')``, an empty second field
+  means 1, then ``max(0, int(field))``. On the official padding both ``  1`` and ``  0``
+  give an empty second field, so difficult-only images become POSITIVES (1) and only
+  ``-1`` lines are negatives (0). The release trained, chose C and printed its AP with these.
+
+Image ids come from a list file, so they are untrusted: an id whose image path would
+resolve outside ``JPEGImages/`` (``../../x``, an absolute path, a symlink out) is refused,
+dropped from the split and counted in ``VOCSplit.refused`` under ``outside_collection``.
 
 Use::
 
     from texttopicnet.data.readers import voc
     root = voc.find_voc_root("data")                # the folder holding ImageSets/
     test = voc.load_voc_split(root, "test")         # ids, classes, labels int8 (N, C), image_paths
+    rel = voc.load_release_labels(root, test)       # uint8 (N, C) in {1, 0}: the release's targets
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ...core.errors import DataError
+from ...core.paths import OUTSIDE, inside
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
@@ -37,6 +54,9 @@ class VOCSplit:
     classes: list[str]
     labels: np.ndarray       # int8 (N, C) in {1, -1, 0}
     image_paths: list[Path]  # JPEGImages/<id>.jpg (may be absent when only the label files are present)
+    split: str = ""
+    refused: dict[str, int] = field(default_factory=dict)  # {"outside_collection": n} ids dropped
+    refused_ids: list[str] = field(default_factory=list)   # the first few, for the message
 
 
 def _main_dir(root: Path) -> Path:
@@ -110,11 +130,21 @@ def _read_labels(path: Path) -> dict[str, int]:
     return out
 
 
+def _image_path(root: Path, image_id: str) -> Path | None:
+    """``JPEGImages/<id>.jpg`` when it stays inside JPEGImages/ (symlinks resolved), else None."""
+    jpeg = root / "JPEGImages"
+    if inside(jpeg, f"{image_id}.jpg") is None:
+        return None
+    # the unresolved path: the feature cache is keyed on these strings, keep them stable
+    return jpeg / f"{image_id}.jpg"
+
+
 def load_voc_split(root: str | os.PathLike, split: str) -> VOCSplit:
     """Ids, classes and the (N, C) int8 label matrix of ``split`` (train/val/trainval/test).
 
     Raises :class:`DataError` naming the file on a missing file, a malformed line,
-    or an id of ``<split>.txt`` that a class file lacks.
+    or an id of ``<split>.txt`` that a class file lacks. Ids whose image would lie
+    outside ``JPEGImages/`` are dropped and counted in ``refused``.
     """
     if split not in SPLITS:
         raise DataError(f"unknown VOC split {split!r}; expected one of {', '.join(SPLITS)}")
@@ -123,7 +153,14 @@ def load_voc_split(root: str | os.PathLike, split: str) -> VOCSplit:
     ids_file = main / f"{split}.txt"
     if not ids_file.is_file():
         raise DataError(f"{ids_file}: split file not found; {HOW_TO_GET}")
-    ids = _read_ids(ids_file)
+    ids, image_paths, refused_ids = [], [], []
+    for i in _read_ids(ids_file):
+        path = _image_path(root, i)
+        if path is None:
+            refused_ids.append(i)
+            continue
+        ids.append(i)
+        image_paths.append(path)
     classes = voc_classes(root)
     labels = np.zeros((len(ids), len(classes)), dtype=np.int8)
     for j, cls in enumerate(classes):
@@ -135,5 +172,66 @@ def load_voc_split(root: str | os.PathLike, split: str) -> VOCSplit:
             labels[:, j] = [table[i] for i in ids]
         except KeyError as exc:
             raise DataError(f"{path}: image id {exc.args[0]} of {ids_file.name} has no label") from None
-    image_paths = [root / "JPEGImages" / f"{i}.jpg" for i in ids]
-    return VOCSplit(ids=ids, classes=classes, labels=labels, image_paths=image_paths)
+    refused = {OUTSIDE: len(refused_ids)} if refused_ids else {}
+    return VOCSplit(ids=ids, classes=classes, labels=labels, image_paths=image_paths, split=split,
+                    refused=refused, refused_ids=refused_ids[:5])
+
+
+def release_label(line: str) -> tuple[str, int] | None:
+    """One label line read with the original release's rule: ``(id, 1 or 0)``, or None when it cannot.
+
+    The release split on a single space; an empty second field (the official files pad
+    ``1`` and ``0`` to two characters) counts as ``1``; otherwise the field's integer value;
+    then ``max(0, value)``. So ``'007367  0'`` -> 1 (difficult = positive), ``'000001 -1'``
+    -> 0, ``'000005  1'`` -> 1, and a single-space ``'x 0'`` -> 0. None: the release would
+    have crashed on the line (no space, or no integer in the second field).
+    """
+    fields = line.split(" ")
+    if len(fields) < 2:
+        return None
+    value = fields[1]
+    if value == "":
+        return fields[0], 1
+    try:
+        return fields[0], max(0, int(value))  # int() accepts the trailing '\r\n', as in the release
+    except ValueError:
+        return None
+
+
+def read_release_labels(path: str | os.PathLike) -> dict[str, int]:
+    """``{id: 1 or 0}`` of one ``<class>_<split>.txt`` read line by line with :func:`release_label`.
+
+    Blank lines are skipped (the release never met one: the official files have none).
+    A line the release could not read raises :class:`DataError` naming it.
+    """
+    out: dict[str, int] = {}
+    # newline="" keeps the '\r\n' on each line, as Python 2's open() did in the release
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            parsed = release_label(line)
+            if parsed is None:
+                raise DataError(f"{path}:{lineno}: the release's parsing (split on one space) cannot read "
+                                f"{line.strip()!r}; the official files are 'id label' separated by spaces")
+            out[parsed[0]] = parsed[1]
+    return out
+
+
+def load_release_labels(root: str | os.PathLike, split: VOCSplit) -> np.ndarray:
+    """uint8 (N, C) of the release's training targets (1 = positive, 0 = negative), aligned with ``split``.
+
+    Read from the same ``<class>_<split>.txt`` files as ``split.labels``, with the release's rule.
+    """
+    if not split.split:
+        raise ValueError("load_release_labels needs a VOCSplit made by load_voc_split")
+    main = _main_dir(Path(root).absolute())
+    out = np.zeros((len(split.ids), len(split.classes)), dtype=np.uint8)
+    for j, cls in enumerate(split.classes):
+        path = main / f"{cls}_{split.split}.txt"
+        table = read_release_labels(path)
+        try:
+            out[:, j] = [table[i] for i in split.ids]
+        except KeyError as exc:
+            raise DataError(f"{path}: image id {exc.args[0]} has no label the release could read") from None
+    return out
