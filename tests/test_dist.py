@@ -43,7 +43,8 @@ def test_bad_environment_and_missing_cuda_are_user_errors(monkeypatch):
             dist.init_distributed("cuda")
 
 
-TINY = ["--iterations", "2", "--checkpoint-every", "100", "--log-every", "1", "--eval-images", "0",
+# The schedule in images: 8 images, a decay every 4 (iterations = ceil(8 / global batch)).
+TINY = ["--total-images", "8", "--decay-images", "4", "--checkpoint-every", "100", "--log-every", "1", "--eval-images", "0",
         "--dropout", "0", "--device", "cpu", "--seed", "4", "--deterministic", "--no-tensorboard"]
 
 
@@ -55,7 +56,7 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(tmp_p
     np.save(base / "packed" / "labels.npy", labels[res.kept])
     (base / "packed" / "index.txt").write_text("".join(p + "\n" for p in paths))
     runs = {}
-    for name in ("one", "two"):
+    for name in ("one", "two", "one_b2"):
         runs[name] = tmp_path / name
         runs[name].mkdir()
         (runs[name] / "packed").symlink_to(base / "packed", target_is_directory=True)
@@ -66,8 +67,18 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(tmp_p
            str(ROOT / "cnn" / "02_train.py"), "--out", str(runs["two"]), "--batch-size", "2", *TINY]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    # The schedule resolved for 2 processes is printed once (rank 0) at the start.
+    assert proc.stdout.count("schedule: 2 iterations (from total_images) of a global batch of 4 (2 x 2 processes)") == 1
     # ... against one process with the same global batch of 4.
     assert load_script("cnn/02_train.py").main(["--out", str(runs["one"]), "--batch-size", "4", *TINY]) == 0
+    # One process with the same per-process batch of 2 needs twice the iterations (stop after one: only the
+    # resolved schedule in its checkpoint is needed).
+    assert load_script("cnn/02_train.py").main(["--out", str(runs["one_b2"]), "--batch-size", "2", *TINY,
+                                                "--stop-after", "1"]) == 0
+    solo = load_checkpoint(runs["one_b2"] / "train" / "checkpoint.pt")["config"]["schedule"]
+    pair = load_checkpoint(runs["two"] / "train" / "checkpoint.pt")["config"]["schedule"]
+    assert (solo["iterations"], solo["step_size"], solo["global_batch"]) == (4, 2, 2)
+    assert (pair["iterations"], pair["step_size"], pair["global_batch"], pair["world_size"]) == (2, 1, 4, 2)
 
     two = json.loads((runs["two"] / "train" / "summary.json").read_text())
     one = json.loads((runs["one"] / "train" / "summary.json").read_text())
@@ -75,6 +86,7 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(tmp_p
     assert two["effective_lr"] == one["effective_lr"] == pytest.approx(0.001 * 4 / 64)
     log = [json.loads(x)["iteration"] for x in (runs["two"] / "train" / "log.jsonl").read_text().splitlines()]
     assert log == [1, 2]  # rank 0 alone logs
+    assert two["iterations"] == 2 and two["schedule"] == pair
     assert two["initial_loss"] == pytest.approx(one["initial_loss"], rel=1e-5)
 
     w2 = load_checkpoint(runs["two"] / "train" / "checkpoint.pt")["model"]

@@ -23,8 +23,8 @@ from texttopicnet.training.checkpoint import load_checkpoint
 from texttopicnet.training.export import load_exported
 from texttopicnet.training.toydata import make_labels_run
 
-ITERS = 6
-TINY = ["--iterations", str(ITERS), "--batch-size", "2", "--checkpoint-every", "3", "--log-every", "1",
+ITERS = 6  # the schedule in images: ceil(11 images / batch 2) = 6 iterations
+TINY = ["--total-images", "11", "--batch-size", "2", "--checkpoint-every", "3", "--log-every", "1",
         "--eval-images", "4", "--deterministic", "--device", "cpu", "--seed", "3", "--no-tensorboard"]
 
 
@@ -73,6 +73,10 @@ def test_outputs_follow_the_contract(reference):
     ck = torch.load(reference / "checkpoint.pt", weights_only=True)
     assert set(ck) == {"model", "optimizer", "scheduler", "scaler", "rng", "iteration", "config"}
     assert ck["iteration"] == ITERS and ck["config"]["batch_size"] == 2 and ck["config"]["num_outputs"] == 5
+    sched = ck["config"]["schedule"]  # the resolved schedule is recorded with the weights
+    assert (sched["iterations"], sched["global_batch"], sched["total_images"], sched["iterations_from"]) == \
+        (ITERS, 2, 11, "total_images")
+    assert sched["step_size"] == 1_600_000 and ck["config"]["step_size"] == 1_600_000  # round(3.2M / 2)
     assert list(ck["model"]) == list(CaffeNet(num_outputs=5).state_dict())
     log = [json.loads(line) for line in (reference / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == list(range(1, ITERS + 1))
@@ -82,6 +86,7 @@ def test_outputs_follow_the_contract(reference):
     assert log[0]["lr"] == pytest.approx(0.001 * 2 / 64)  # linear scaling from the paper's batch of 64
     summary = json.loads((reference / "summary.json").read_text())
     assert summary["iterations"] == ITERS and summary["initial_loss"] == log[0]["loss"]
+    assert summary["schedule"] == sched
     assert summary["final_loss"] == log[-1]["loss"]  # last 10% of 6 iterations = the last one
     labels = np.load(reference.parent / "packed" / "labels.npy").astype(np.float64)
     m = labels.mean(0)
@@ -118,10 +123,14 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, packed, reference, capsy
     run = _run_dir(tmp_path, packed, "run")
     script = load_script("cnn/02_train.py")
     assert script.main(["--out", str(run), *TINY, "--stop-after", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "schedule: 6 iterations (from total_images) of a global batch of 2" in out  # printed at the start
+    assert "stopped at iteration 3 of 6" in out
     assert load_checkpoint(run / "train" / "checkpoint.pt")["iteration"] == 3
     assert not (run / "train" / "summary.json").exists()
     assert script.main(["--out", str(run), *TINY]) == 0
-    assert "resuming from" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "changed settings" not in out
     _assert_same_state(run / "train" / "checkpoint.pt", reference / "checkpoint.pt")  # bitwise
     log = [json.loads(x)["iteration"] for x in (run / "train" / "log.jsonl").read_text().splitlines()]
     assert log == list(range(1, ITERS + 1))

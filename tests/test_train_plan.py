@@ -9,24 +9,66 @@ import pytest
 import torch
 
 from texttopicnet.core.errors import DataError, UserError
-from texttopicnet.training.config import PRESETS, make_config
+from texttopicnet.training.config import PRESETS, make_config, resolve_schedule, resolved
 from texttopicnet.training.data import BatchPlan
 from texttopicnet.training.logging import loss_summary, read_log, truncate_log
 from texttopicnet.training.losses import mean_distribution_loss, min_possible_loss, sigmoid_cross_entropy
 
 
 def test_paper_preset_is_the_published_solver():
-    cfg = make_config("paper")
+    cfg, sched = resolved(make_config("paper"), world_size=1)
+    # solver.prototxt: max_iter 160000, batch 64, base_lr 0.001, stepsize 50000, gamma 0.1, ...
     assert (cfg.iterations, cfg.batch_size, cfg.base_lr, cfg.step_size, cfg.gamma, cfg.momentum,
             cfg.weight_decay, cfg.crop, cfg.mirror, cfg.dropout) == (160_000, 64, 0.001, 50_000, 0.1, 0.9,
                                                                      5e-4, 227, True, 0.5)
+    assert (sched.global_batch, sched.images_seen, sched.effective_lr) == (64, 160_000 * 64, 0.001)
     assert cfg.effective_lr(1) == 0.001
     assert cfg.effective_lr(8) == pytest.approx(0.008)  # linear scaling with the global batch
     assert make_config("paper", lr_scaling="none").effective_lr(8) == 0.001
 
 
+def _plain_schedule(total_images, decay_images, global_batch):
+    """The rule written out with floats: ceil for the run length, nearest (halves up) for the step."""
+    import math
+
+    return math.ceil(total_images / global_batch), max(1, math.floor(decay_images / global_batch + 0.5))
+
+
+@pytest.mark.parametrize("batch,world", [(64, 1), (64, 2), (64, 8), (48, 3), (256, 1), (100, 7), (1, 1)])
+def test_schedule_is_the_papers_images_whatever_the_world_size(batch, world):
+    sched = resolve_schedule(make_config("paper", batch_size=batch), world)
+    gb = batch * world
+    assert sched.global_batch == gb
+    assert (sched.iterations, sched.step_size) == _plain_schedule(160_000 * 64, 50_000 * 64, gb)
+    # The run sees at least the paper's 10.24M images and less than one global batch more.
+    assert 160_000 * 64 <= sched.images_seen < 160_000 * 64 + gb
+    assert abs(sched.step_size * gb - 50_000 * 64) <= gb / 2
+    assert sched.effective_lr == pytest.approx(0.001 * gb / 64)
+
+
+def test_schedule_halves_with_twice_the_processes_and_explicit_iterations_stay():
+    one, two = (resolve_schedule(make_config("paper"), w) for w in (1, 2))
+    assert (one.iterations, one.step_size) == (160_000, 50_000)
+    assert (two.iterations, two.step_size) == (80_000, 25_000)
+    assert (resolve_schedule(make_config("paper"), 8).iterations, resolve_schedule(make_config("paper"), 8).step_size) \
+        == (20_000, 6_250)
+    fixed = make_config("paper", iterations=1000, step_size=300)
+    for world in (1, 2, 8):  # --iterations / --step-size are iterations, not rescaled
+        s = resolve_schedule(fixed, world)
+        assert (s.iterations, s.step_size, s.iterations_from, s.step_from) == (1000, 300, "--iterations", "--step-size")
+    mixed = resolve_schedule(make_config("paper", iterations=10), 2)
+    assert (mixed.iterations, mixed.step_size, mixed.step_from) == (10, 25_000, "decay_images")
+    assert "80,000 iterations" in two.describe() and "25,000 iterations" in two.describe()
+    assert "global batch of 128" in two.describe() and "lr 0.002" in two.describe()
+    with pytest.raises(UserError, match="total-images"):
+        make_config("paper", total_images=0)
+
+
 def test_demo_preset_and_overrides():
-    demo = make_config("demo")
+    demo, sched = resolved(make_config("demo"), world_size=1)
+    # The demo's schedule before it was stated in images: 320 iterations of 16, decay at 240.
+    assert (demo.iterations, demo.batch_size, demo.step_size, demo.base_lr) == (320, 16, 240, 0.008)
+    assert sched.effective_lr == pytest.approx(0.008 * 16 / 64)
     assert demo.iterations * demo.batch_size <= 5120  # ~5 minutes at ~16 img/s on 2 cores (pipeline < 10 min)
     assert demo.crop == 227 and demo.dropout == 0.5  # the architecture and input are the paper's
     assert make_config("demo", iterations=7, amp=None).iterations == 7

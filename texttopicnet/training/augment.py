@@ -54,18 +54,34 @@ def random_crop_params(n: int, height: int, width: int, crop: int = CROP,
     return top, left, flip
 
 
+def _params_to(dev: torch.device, top: torch.Tensor, left: torch.Tensor,
+               flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The crop parameters on ``dev``. CPU parameters bound for CUDA travel as one pinned int64
+    tensor with a ``non_blocking`` copy: a plain ``.to(dev)`` of a pageable tensor would make the
+    host wait for every kernel queued before it, once per batch."""
+    if dev.type == "cuda" and any(t.device != dev for t in (top, left, flip)):
+        packed = torch.stack([top.cpu().long(), left.cpu().long(), flip.cpu().long()])
+        if not packed.is_pinned():
+            packed = packed.pin_memory()
+        packed = packed.to(dev, non_blocking=True)
+        return packed[0], packed[1], packed[2].bool()
+    return top.to(dev), left.to(dev), flip.to(dev).bool()
+
+
 def crop_flip(batch: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
               crop: int = CROP, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """Crop sample i at (top[i], left[i]) to ``crop`` x ``crop``, mirrored where ``flip[i]``.
 
-    On a GPU: one advanced-indexing gather for the whole batch (one kernel); on CPU (NHWC
-    input, the packed layout): one numpy slice copy per sample. Both give identical results.
+    On a GPU: one advanced-indexing gather for the whole batch (one kernel), with no host
+    synchronisation (parameters already on the device are used as they are; CPU ones are
+    copied ``non_blocking`` from pinned memory). On CPU (NHWC input, the packed layout):
+    one numpy slice copy per sample. Both give identical results.
     """
     x = _as_nchw(batch)
     n, _, h, w = x.shape
     _check_crop(h, w, crop)
     dev = x.device
-    top, left, flip = top.to(dev), left.to(dev), flip.to(dev)
+    top, left, flip = _params_to(dev, top, left, flip)
     ar = torch.arange(crop, device=dev)
     rows = top[:, None] + ar[None, :]                                    # (N, crop)
     # A mirrored crop reads its columns right-to-left.

@@ -8,6 +8,16 @@ every 50,000 iterations, 160,000 iterations of batch 64, random 227 crops + mirr
 on 2 CPU cores in about three minutes; it trades the schedule (few iterations,
 smaller batch, larger learning rate) for speed, never the architecture.
 
+Schedule in images seen (many processes): the paper's schedule is 160,000 x 64 =
+10,240,000 images with a x0.1 decay every 50,000 x 64 = 3,200,000 images. Presets
+state it in images (``total_images``, ``decay_images``) and :func:`resolve_schedule`
+turns it into iterations for the actual global batch: ``iterations =
+ceil(total_images / global_batch)`` and ``step_size = round(decay_images /
+global_batch)`` (halves up, at least 1). So 8 processes of 64 run 20,000 iterations
+decaying every 6,250, the same 10.24M images as one GPU. ``iterations`` /
+``step_size`` given explicitly (``--iterations``, ``--step-size``) are iterations
+and are used as they are, whatever the world size.
+
 Learning-rate scaling rule (many processes): ``base_lr`` is the rate for a global
 batch of 64 images (the paper's); the rate actually used is
 ``base_lr * global_batch / 64`` where ``global_batch = batch_size * world_size``
@@ -24,17 +34,21 @@ from typing import Any
 from ..core.errors import UserError
 
 PAPER_BATCH = 64
+PAPER_TOTAL_IMAGES = 160_000 * PAPER_BATCH   # 10,240,000 images seen
+PAPER_DECAY_IMAGES = 50_000 * PAPER_BATCH    # 3,200,000 images between x0.1 decays
 
 
 @dataclass
 class TrainConfig:
     preset: str = "paper"
-    iterations: int = 160_000       # paper: 160k iterations (~100 epochs of 100k images)
+    iterations: int | None = None   # None: ceil(total_images / global batch); given: iterations as they are
     batch_size: int = 64            # per process; paper: 64
+    total_images: int = PAPER_TOTAL_IMAGES  # paper: 160k iterations x 64 (~100 epochs of 100k images)
+    decay_images: int = PAPER_DECAY_IMAGES  # paper: x0.1 every 50k iterations x 64
     base_lr: float = 0.001          # at a global batch of 64; paper: 0.001 (biases x2)
     lr_scaling: str = "linear"      # "linear" (lr x global_batch/64) or "none"
     gamma: float = 0.1              # paper: step policy, gamma 0.1 ...
-    step_size: int = 50_000         # ... every 50k iterations
+    step_size: int | None = None    # ... every 50k iterations of 64 (None: round(decay_images / global batch))
     momentum: float = 0.9
     weight_decay: float = 5e-4      # on weights only (Caffe decay_mult 0 on biases)
     crop: int = 227
@@ -48,6 +62,7 @@ class TrainConfig:
     compile: bool = False
     deterministic: bool = False
     prefetch: int = 3               # batches read ahead by the loader thread
+    loader_threads: int = 2         # threads filling each batch (numpy copies release the GIL); 2 cores here
     eval_images: int = 512          # end-of-run loss in eval mode (centre crops) on this many training images
 
     def effective_lr(self, world_size: int = 1) -> float:
@@ -59,14 +74,21 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
-        if self.iterations < 1:
+        if self.iterations is not None and self.iterations < 1:
             raise UserError(f"--iterations must be >= 1 (got {self.iterations})")
+        if self.step_size is not None and self.step_size < 1:
+            raise UserError(f"--step-size must be >= 1 (got {self.step_size})")
+        if self.total_images < 1 or self.decay_images < 1:
+            raise UserError(f"--total-images and --decay-images must be >= 1 "
+                            f"(got {self.total_images}, {self.decay_images})")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be >= 1 (got {self.batch_size})")
         if not self.base_lr > 0:
             raise UserError(f"--base-lr must be > 0 (got {self.base_lr})")
-        if self.step_size < 1 or self.checkpoint_every < 1 or self.log_every < 1:
-            raise UserError("--step-size, --checkpoint-every and --log-every must be >= 1")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise UserError("--checkpoint-every and --log-every must be >= 1")
+        if self.loader_threads < 1:
+            raise UserError(f"--loader-threads must be >= 1 (got {self.loader_threads})")
         if self.lr_scaling not in ("linear", "none"):
             raise UserError(f"--lr-scaling must be 'linear' or 'none' (got {self.lr_scaling!r})")
         if not 0.0 <= self.dropout < 1.0:
@@ -82,7 +104,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # overshot); one x0.1 decay for the last quarter, as the paper's step schedule. 160 iterations
     # already beat the mean-distribution loss, but the random-init network's SVM features were still
     # better; at 320 the trained pool5/fc6 features overtake them. Tuned on the demo corpus (seed 0).
-    "demo": {"iterations": 320, "batch_size": 16, "base_lr": 0.008, "step_size": 240,
+    # In images, like the paper: one process of 16 resolves to exactly 320 iterations, decay at 240.
+    "demo": {"total_images": 320 * 16, "decay_images": 240 * 16, "batch_size": 16, "base_lr": 0.008,
              "checkpoint_every": 80, "log_every": 10, "eval_images": 128},
 }
 
@@ -99,3 +122,68 @@ def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
         if value is not None:
             values[key] = value
     return TrainConfig(**values).validate()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The solver schedule resolved for one world size (see the module docstring)."""
+
+    iterations: int
+    step_size: int
+    global_batch: int
+    world_size: int
+    batch_size: int
+    effective_lr: float
+    gamma: float
+    total_images: int
+    decay_images: int
+    iterations_from: str   # "total_images" or "--iterations"
+    step_from: str         # "decay_images" or "--step-size"
+
+    @property
+    def images_seen(self) -> int:
+        return self.iterations * self.global_batch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "images_seen": self.images_seen}
+
+    def describe(self) -> str:
+        procs = f"{self.world_size} process{'es' if self.world_size != 1 else ''}"
+        return (f"schedule: {self.iterations:,} iterations (from {self.iterations_from}) of a global batch of "
+                f"{self.global_batch} ({self.batch_size} x {procs}) = {self.images_seen:,} images; "
+                f"lr {self.effective_lr:g} x{self.gamma:g} every {self.step_size:,} iterations (from {self.step_from}, "
+                f"{self.step_size * self.global_batch:,} images)")
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def resolve_schedule(cfg: TrainConfig, world_size: int = 1) -> Schedule:
+    """Iterations and decay step for ``world_size`` processes of ``cfg.batch_size`` images each.
+
+    ``iterations = ceil(total_images / global_batch)``; ``step_size = round(decay_images /
+    global_batch)`` with halves rounded up and at least 1. Explicit ``iterations`` /
+    ``step_size`` win and are not rescaled.
+    """
+    if world_size < 1:
+        raise UserError(f"world size must be >= 1 (got {world_size})")
+    gb = cfg.batch_size * world_size
+    if cfg.iterations is not None:
+        iterations, it_from = int(cfg.iterations), "--iterations"
+    else:
+        iterations, it_from = _ceil_div(cfg.total_images, gb), "total_images"
+    if cfg.step_size is not None:
+        step, step_from = int(cfg.step_size), "--step-size"
+    else:
+        step, step_from = max(1, (2 * cfg.decay_images + gb) // (2 * gb)), "decay_images"
+    return Schedule(iterations=iterations, step_size=step, global_batch=gb, world_size=world_size,
+                    batch_size=cfg.batch_size, effective_lr=cfg.effective_lr(world_size),
+                    gamma=cfg.gamma, total_images=cfg.total_images, decay_images=cfg.decay_images,
+                    iterations_from=it_from, step_from=step_from)
+
+
+def resolved(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Schedule]:
+    """``cfg`` with ``iterations`` and ``step_size`` filled in for ``world_size``, and the schedule."""
+    sched = resolve_schedule(cfg, world_size)
+    return dataclasses.replace(cfg, iterations=sched.iterations, step_size=sched.step_size), sched

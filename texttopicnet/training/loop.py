@@ -6,6 +6,12 @@ from ``RUN/packed`` into ``RUN/train``:
 - CPU, one CUDA GPU (bf16 autocast, channels-last, pinned memory, optional
   ``torch.compile``), or many processes under ``torchrun`` (DistributedDataParallel;
   rank 0 alone logs and checkpoints).
+- The schedule is resolved for the world size (``config.resolve_schedule``: the paper's
+  10.24M images and a decay every 3.2M images, whatever the number of processes),
+  printed at the start and recorded in the checkpoint's config and the summary.
+- On CUDA a step makes no host synchronisation: pinned uint8 batch, labels and crop
+  parameters go over with ``non_blocking`` copies and are cropped on the device; the
+  loss reaches the host only at logging/checkpoint iterations.
 - Resumes from ``checkpoint.pt`` when there is one. Data order and crops are functions
   of (seed, iteration) and the checkpoint restores model, optimizer, scheduler and every
   RNG, so a stopped-and-resumed run reaches bitwise the same weights on CPU.
@@ -41,8 +47,8 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from .config import TrainConfig
-from .data import BatchPlan, PackedData, Prefetcher, _mix, center_batches, cpu_batch, device_batch
+from .config import Schedule, TrainConfig, resolved
+from .data import BatchPlan, PackedData, Prefetcher, SlicePool, _mix, center_batches, cpu_batch, device_batch
 from .export import export_weights
 from .logging import RunLogger, loss_summary, read_log, truncate_log
 from .losses import mean_distribution_loss, min_possible_loss, sigmoid_cross_entropy
@@ -97,9 +103,10 @@ def _sync_schedule(optimizer, scheduler, cfg: TrainConfig, lr_eff: float, iterat
     scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
 
 
-def _run_config(cfg: TrainConfig, info, data: PackedData, lr_eff: float) -> dict:
-    return {**cfg.to_dict(), "world_size": info.world_size, "global_batch": cfg.batch_size * info.world_size,
-            "effective_lr": lr_eff, "num_images": len(data), "num_outputs": data.num_outputs}
+def _run_config(cfg: TrainConfig, sched: Schedule, info, data: PackedData) -> dict:
+    return {**cfg.to_dict(), "world_size": info.world_size, "global_batch": sched.global_batch,
+            "effective_lr": sched.effective_lr, "num_images": len(data), "num_outputs": data.num_outputs,
+            "schedule": sched.to_dict()}
 
 
 def _describe_device(device: torch.device) -> str:
@@ -137,26 +144,28 @@ def train(cfg: TrainConfig, packed_dir: str | Path, out_dir: str | Path, info=No
     info = info or dist.init_distributed("auto")
     device = info.device
     out_dir = Path(out_dir)
+    # Iterations and decay step for this world size (the paper's schedule is in images seen).
+    cfg, sched = resolved(cfg, info.world_size)
     data = PackedData(packed_dir)
     plan = BatchPlan(len(data), cfg.batch_size, info.world_size, info.rank, cfg.seed, data.image_size,
                      cfg.crop, cfg.mirror)
-    lr_eff = cfg.effective_lr(info.world_size)
     # Automatic: bf16 autocast and channels-last on CUDA; off on CPU, where bf16 is slow without AMX.
     amp = (device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
     channels_last = (device.type == "cuda") if cfg.channels_last is None else bool(cfg.channels_last)
     previous_backends = _setup_backends(cfg, device)
     try:
-        return _train(cfg, data, plan, out_dir, info, lr_eff, amp, channels_last, fresh, stop_after, tensorboard)
+        return _train(cfg, sched, data, plan, out_dir, info, amp, channels_last, fresh, stop_after, tensorboard)
     finally:
         _restore_backends(previous_backends)
 
 
-def _train(cfg, data, plan, out_dir, info, lr_eff, amp, channels_last, fresh, stop_after, tensorboard) -> dict:
+def _train(cfg, sched, data, plan, out_dir, info, amp, channels_last, fresh, stop_after, tensorboard) -> dict:
     device = info.device
+    lr_eff = sched.effective_lr
     ckpt_path = out_dir / CHECKPOINT
-    run_cfg = _run_config(cfg, info, data, lr_eff)
-
+    run_cfg = _run_config(cfg, sched, info, data)
     if info.is_main:
+        print(sched.describe(), flush=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         if fresh:
             for name in (CHECKPOINT, "log.jsonl", "summary.json"):
@@ -226,8 +235,10 @@ def _train(cfg, data, plan, out_dir, info, lr_eff, amp, channels_last, fresh, st
     done, last_ckpt = start, (start if start > 0 else None)
     on_gpu = device.type == "cuda"
     # CPU: crops and float conversion in the loader thread; GPU: uint8 to the GPU, cropped there.
-    prepare = None if on_gpu else (lambda it: cpu_batch(plan, data, it, channels_last))
-    prefetch = Prefetcher(plan, data, start, stop, cfg.prefetch, pin=on_gpu, prepare=prepare)
+    # Threads filling each batch; the batches, crops and flips do not depend on their number.
+    pool = SlicePool(cfg.loader_threads)
+    prepare = None if on_gpu else (lambda it: cpu_batch(plan, data, it, channels_last, pool))
+    prefetch = Prefetcher(plan, data, start, stop, cfg.prefetch, pin=on_gpu, prepare=prepare, pool=pool)
     pending: list[torch.Tensor] = []
     interval: list[float] = []
     t_mark, wait_mark = time.perf_counter(), 0.0
@@ -277,9 +288,10 @@ def _train(cfg, data, plan, out_dir, info, lr_eff, amp, channels_last, fresh, st
                 last_ckpt = done
     finally:
         prefetch.close()
+        pool.close()
         logger.close()
 
-    status = {"finished": done >= cfg.iterations, "iteration": done}
+    status = {"finished": done >= cfg.iterations, "iteration": done, "total_iterations": cfg.iterations}
     if not status["finished"] or not info.is_main:
         return status
     summary = {"iterations": done, **loss_summary(read_log(out_dir / "log.jsonl"), cfg.iterations,
@@ -292,6 +304,6 @@ def _train(cfg, data, plan, out_dir, info, lr_eff, amp, channels_last, fresh, st
                     "global_batch": plan.global_batch, "effective_lr": lr_eff, "amp_bf16": amp,
                     "channels_last": channels_last, "compile": cfg.compile, "num_images": len(data),
                     "num_outputs": data.num_outputs, "epochs": done / plan.iters_per_epoch,
-                    "model_sha256": digest, "preset": cfg.preset})
+                    "model_sha256": digest, "preset": cfg.preset, "schedule": sched.to_dict()})
     write_json(out_dir / "summary.json", summary)
     return {**status, **summary}
