@@ -1,4 +1,5 @@
-"""Per-image labels (texttopicnet.text.labels): one inference per article, exclusions counted, strict rows."""
+"""Per-image labels (texttopicnet.text.labels): one inference per article, exclusions counted, the release's
+rows (gensim's get_document_topics with its 0.01 cut-off) checked against gensim itself."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from texttopicnet.data.pairs import Pair
 from texttopicnet.text import labels
 from texttopicnet.text.topics import TopicModel, save_lda
 
+NO_EXCLUSION = dict.fromkeys(labels.EXCLUSION_REASONS, 0)
+
 WORDS = {
     "sea": "wave harbour sailor coral tide reef whale fishing boat lighthouse".split(),
     "sky": "planet galaxy rocket orbit astronaut telescope comet nebula lunar satellite".split(),
@@ -26,10 +29,10 @@ def setup(tmp_path_factory):
     rng = np.random.RandomState(0)
     docs = [list(rng.choice(WORDS["sea" if i % 2 else "sky"], size=30)) for i in range(40)]
     dictionary = Dictionary(docs)
-    lda = LdaModel([dictionary.doc2bow(d) for d in docs], id2word=dictionary, num_topics=4, passes=10,
+    lda = LdaModel([dictionary.doc2bow(d) for d in docs], id2word=dictionary, num_topics=40, passes=10,
                    random_state=0, eval_every=None)
     model_dir = base / "lda"
-    save_lda(lda, model_dir / "ldamodel4.lda")
+    save_lda(lda, model_dir / "ldamodel40.lda")
     dictionary.save(str(model_dir / "dictionary.dict"))
     arts = base / "articles"
     arts.mkdir()
@@ -50,18 +53,27 @@ def setup(tmp_path_factory):
     return model_dir, articles, images
 
 
-def test_infer_articles_status_and_rows(setup):
+def test_infer_articles_status_and_release_rows(setup):
+    from test_topics import gensim_release_row
+
+    from texttopicnet.data.readers.imageclef import read_article
     model_dir, articles, _ = setup
-    vecs, status = labels.infer_articles(articles, model_dir, workers=1, lemmatizer="none", progress=False)
-    assert vecs.shape == (6, 4) and vecs.dtype == np.float32
+    vecs, status = labels.infer_articles(articles, model_dir, workers=1, lemmatizer="none", progress=False, seed=3)
+    assert vecs.shape == (6, 40) and vecs.dtype == np.float32
     assert status == [None, None, None, "empty_after_preprocessing", "no_dictionary_words", "unreadable"]
     assert np.isfinite(vecs[:3]).all() and np.isnan(vecs[3:]).all()
-    assert np.allclose(vecs[:3].sum(axis=1), 1, atol=1e-5)
-    # The rows are what TopicModel.infer gives for the same text (one code path for labels and retrieval).
+    # The release's rows: gensim's get_document_topics(minimum_probability=None) into K values.
+    model = LdaModel.load(str(model_dir / "ldamodel40.lda"))
+    dictionary = Dictionary.load(str(model_dir / "dictionary.dict"))
     tm = TopicModel.load(model_dir, lemmatizer="none")
-    from texttopicnet.data.readers.imageclef import read_article
-    assert np.array_equal(vecs[:3], tm.infer([read_article(a) for a in articles[:3]]))
+    for i in range(3):
+        bow = dictionary.doc2bow(tm.preprocessor()(read_article(articles[i])))
+        assert np.array_equal(vecs[i], gensim_release_row(model, bow, 40, seed=3)), i
+    assert (vecs[:3] == 0).any() and (vecs[:3].sum(axis=1) < 1).all()
     assert vecs[0].argmax() != vecs[1].argmax()  # sea and sky articles land in different topics
+    dense, _ = labels.infer_articles(articles, model_dir, lemmatizer="none", progress=False, seed=3, rows="dense")
+    assert np.allclose(dense[:3].sum(axis=1), 1, atol=1e-5)
+    assert np.array_equal(dense[:3], tm.infer([read_article(a) for a in articles[:3]], seed=3))
 
 
 def test_parallel_batches_equal_sequential(setup):
@@ -76,27 +88,42 @@ def test_assemble_shares_rows_and_excludes_with_counts(setup):
     vecs, status = labels.infer_articles(articles, model_dir, lemmatizer="none", progress=False)
     result = labels.assemble(images, articles, vecs, status)
     # articles 0,1,2 have 1,2,3 images; 3,4,5 have 1,2,3 images and are excluded.
-    assert result.labels.shape == (6, 4) and len(result.images) == len(result.articles) == 6
+    assert result.labels.shape == (6, 40) and len(result.images) == len(result.articles) == 6
     assert result.counts["images_in"] == 12 and result.counts["images_labelled"] == 6
-    assert result.counts["excluded_articles"] == {"unreadable": 1, "empty_after_preprocessing": 1,
+    assert result.counts["excluded_articles"] == {**NO_EXCLUSION, "unreadable": 1, "empty_after_preprocessing": 1,
                                                   "no_dictionary_words": 1}
-    assert result.counts["excluded_images"] == {"unreadable": 3, "empty_after_preprocessing": 1,
+    assert result.counts["excluded_images"] == {**NO_EXCLUSION, "unreadable": 3, "empty_after_preprocessing": 1,
                                                 "no_dictionary_words": 2}
     for art in set(result.articles):
         rows = result.labels[[i for i, a in enumerate(result.articles) if a == art]]
         assert (rows == rows[0]).all()
     assert result.articles == [str(p.article_path) for p in images if p.article_path in articles[:3]]
     js = labels.interchange_json(result, Path(images[0].image_path).parent.parent)
-    assert len(js) == 6 and all(len(v) == 4 and k.startswith("img/") for k, v in js.items())
+    assert len(js) == 6 and all(len(v) == 40 and k.startswith("img/") for k, v in js.items())
 
 
-def test_check_labels_rejects_bad_rows():
+def test_check_labels_accepts_rows_summing_to_at_most_one():
     good = np.full((2, 4), 0.25, dtype=np.float32)
     labels.check_labels(good)
+    labels.check_labels(np.array([[0.6, 0.392, 0, 0], [0.99, 0, 0, 0]], dtype=np.float32))  # the release's cut-off
     for bad in (good.astype(np.float64), np.where(np.eye(2, 4) > 0, np.nan, good).astype(np.float32),
-                good * 2, np.array([[1.5, -0.5, 0, 0]], dtype=np.float32)):
+                good * 2, np.array([[1.5, -0.5, 0, 0]], dtype=np.float32), np.zeros((1, 4), np.float32),
+                np.array([[0.5, 0.50002, 0, 0]], dtype=np.float32)):
         with pytest.raises(DataError):
             labels.check_labels(bad)
+
+
+def test_all_topics_under_the_cutoff_is_an_exclusion(setup):
+    model_dir, articles, _ = setup
+    # A model whose cut-off no topic can reach (more than 1/K): the release would write an all-zero row.
+    import shutil
+    high = model_dir.parent / "high_cutoff"
+    shutil.copytree(model_dir, high)
+    lda = LdaModel.load(str(high / "ldamodel40.lda"))
+    lda.minimum_probability = 1.01
+    save_lda(lda, high / "ldamodel40.lda")
+    vecs, status = labels.infer_articles(articles[:3], high, lemmatizer="none", progress=False)
+    assert status == ["all_topics_below_cutoff"] * 3 and np.isnan(vecs).all()
 
 
 def test_everything_excluded_is_an_error(setup):

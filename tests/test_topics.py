@@ -1,4 +1,5 @@
-"""TopicModel (texttopicnet.text.topics): loading (incl. old-gensim pickles), inference properties, top words."""
+"""TopicModel (texttopicnet.text.topics): loading (incl. old-gensim pickles and the release's unfiltered
+dictionary), the release's label rows against gensim's own get_document_topics, top words."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from gensim.models import LdaModel
 
 from texttopicnet.core.errors import DataError, UserError
 from texttopicnet.text.topics import TopicModel, find_model_file, load_lda, save_lda
+
+RELEASE_FILTER = {"no_below": 20, "no_above": 0.5}  # the release's filter_extremes call
 
 THEMES = {
     "ocean": "wave harbour sailor coral tide reef whale fishing boat lighthouse".split(),
@@ -151,3 +154,92 @@ def test_load_errors(model_dir, tmp_path):
             (nodict / f.name).write_bytes(f.read_bytes())
     with pytest.raises(DataError, match="dictionary"):
         TopicModel.load(nodict)
+
+
+def gensim_release_row(lda, bow, k, seed=0):
+    """The release's label row: get_document_topics(bow, minimum_probability=None) written into
+    a K-vector with 0 for the topics gensim leaves out (inference reseeded as TopicModel does)."""
+    lda.random_state = np.random.RandomState(seed)
+    row = [0.0] * k
+    for topic, prob in lda.get_document_topics(bow, minimum_probability=None):
+        row[topic] = prob
+    return np.asarray(row, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def wide_model_dir(tmp_path_factory):
+    """12 topics over 3 themes: most topics of a document fall under gensim's 0.01 cut-off."""
+    docs = make_docs(90, seed=3)
+    dictionary = Dictionary(docs)
+    lda = LdaModel([dictionary.doc2bow(d) for d in docs], id2word=dictionary, num_topics=12, passes=10,
+                   random_state=2, eval_every=None)
+    folder = tmp_path_factory.mktemp("wide")
+    save_lda(lda, folder / "ldamodel12.lda")
+    dictionary.save(str(folder / "dictionary.dict"))
+    return folder
+
+
+def test_release_rows_equal_gensim_get_document_topics(wide_model_dir):
+    tm = TopicModel.load(wide_model_dir, lemmatizer="none")
+    reference = LdaModel.load(str(wide_model_dir / "ldamodel12.lda"))  # an independent copy
+    assert tm.minimum_probability == reference.minimum_probability == 0.01
+    rng = np.random.RandomState(5)
+    vocab = [w for words in THEMES.values() for w in words]
+    texts = [" ".join(rng.choice(vocab, size=rng.randint(3, 60))) for _ in range(40)]
+    bows = [tm.bow(t.split()) for t in texts]
+    release = tm.infer_bow(bows, rows="release", seed=4)
+    dense = tm.infer_bow(bows, rows="dense", seed=4)
+    assert release.dtype == np.float32 and release.shape == (40, 12)
+    for i, bow in enumerate(bows):
+        assert np.array_equal(release[i], gensim_release_row(reference, bow, 12, seed=4)), i
+    # The cut-off: zeros exactly where the dense value is under 0.01, rows not renormalised.
+    assert (release == 0).sum() > 40 and np.array_equal(release != 0, dense >= np.float32(0.01))
+    assert np.array_equal(release[release != 0], dense[release != 0])
+    sums = release.sum(axis=1)
+    assert (sums <= 1 + 1e-6).all() and (sums > 0.85).all() and (sums < 0.999).sum() >= 30
+    assert np.allclose(dense.sum(axis=1), 1, atol=1e-5)
+    assert np.array_equal(tm.infer(texts, rows="release", seed=4), release)
+    with pytest.raises(UserError):
+        tm.infer_bow(bows, rows="sparse")
+
+
+def _release_style_files(folder, num_topics=5):
+    """Imitate the published files as the release made them: one document per image, the
+    dictionary SAVED BEFORE filter_extremes(20, 0.5), the model trained on the filtered one."""
+    rng = np.random.RandomState(7)
+    names = list(THEMES)
+    texts = []
+    for a in range(150):
+        words = list(rng.choice(THEMES[names[a % 3]], size=30)) + ["common"] + [f"rare{a}"] * 3
+        texts += [words] * (1 + a % 3)  # the article once per image
+    dictionary = Dictionary(texts)
+    dictionary.save(str(folder / "dictionary.dict"))
+    dictionary.filter_extremes(**RELEASE_FILTER)
+    lda = LdaModel([dictionary.doc2bow(t) for t in texts], id2word=dictionary, num_topics=num_topics, passes=3,
+                   random_state=0, eval_every=None)
+    lda.save(str(folder / f"ldamodel{num_topics}.lda"))
+    return texts
+
+
+def test_loads_the_releases_unfiltered_dictionary(tmp_path):
+    texts = _release_style_files(tmp_path)
+    unfiltered = Dictionary.load(str(tmp_path / "dictionary.dict"))
+    tm = TopicModel.load(tmp_path, lemmatizer="none")
+    assert tm.dictionary_refiltered and len(unfiltered) > len(tm.dictionary) == tm.lda.num_terms == 30
+    # What the release's label script does: load, filter_extremes(20, 0.5) again, doc2bow, get_document_topics.
+    label_dict = Dictionary.load(str(tmp_path / "dictionary.dict"))
+    label_dict.filter_extremes(**RELEASE_FILTER)
+    assert tm.dictionary.token2id == label_dict.token2id
+    model = LdaModel.load(str(tmp_path / "ldamodel5.lda"))
+    for words in texts[:30:4]:
+        bow = label_dict.doc2bow(words)
+        assert tm.bow(words) == bow
+        assert np.array_equal(tm.infer_bow([bow], rows="release")[0], gensim_release_row(model, bow, 5))
+
+
+def test_a_dictionary_of_another_model_is_refused(tmp_path):
+    _release_style_files(tmp_path)
+    other = Dictionary([[f"word{i}" for i in range(200)]] * 30)  # 200 words, none passes filter_extremes
+    other.save(str(tmp_path / "dictionary.dict"))
+    with pytest.raises(DataError, match="does not belong to this model"):
+        TopicModel.load(tmp_path, lemmatizer="none")

@@ -8,10 +8,18 @@ is excluded, with its images, and counted by reason:
 - ``unreadable``: the article file cannot be read any more;
 - ``empty_after_preprocessing``: no token survives preprocessing (e.g. only numbers,
   stop words or markup);
-- ``no_dictionary_words``: tokens, but none in the LDA dictionary.
+- ``no_dictionary_words``: tokens, but none in the LDA dictionary;
+- ``all_topics_below_cutoff``: with the release's rows, no topic reaches the model's
+  ``minimum_probability`` (possible only with more than 100 topics).
 
-It is never given a NaN or a silent uniform label. Every kept row is a full K-dim
-distribution (sums to 1 within 1e-5, no NaN): :func:`check_labels` enforces it.
+It is never given a NaN or a silent uniform label.
+
+Rows (``rows``, :data:`texttopicnet.text.topics.ROW_MODES`): ``"release"`` (default) is the
+release's ``get_document_topics(bow, minimum_probability=None)`` written into a K-vector:
+topics under the model's 0.01 cut-off are 0 and nothing is renormalised, so a row sums to
+a little less than 1. ``"dense"`` keeps every topic (rows sum to 1). The contract every
+consumer relies on, enforced by :func:`check_labels`: float32, finite, non-negative, each
+row's sum in (0, 1] (1e-5 tolerance above 1).
 
 Use::
 
@@ -32,18 +40,19 @@ from tqdm import tqdm
 
 from ..core.errors import DataError
 
-EXCLUSION_REASONS = ("unreadable", "empty_after_preprocessing", "no_dictionary_words")
+EXCLUSION_REASONS = ("unreadable", "empty_after_preprocessing", "no_dictionary_words", "all_topics_below_cutoff")
 SUM_TOLERANCE = 1e-5
 
 _WORKER: dict = {}
 
 
-def _init_worker(model_path: str, lemmatizer: str | None, seed: int) -> None:
+def _init_worker(model_path: str, lemmatizer: str | None, seed: int, rows: str = "release",
+                 stop_words: str | None = None) -> None:
     from ..data.readers.imageclef import read_article
     from .topics import TopicModel
 
-    tm = TopicModel.load(model_path, lemmatizer=lemmatizer)
-    _WORKER.update(model=tm, prep=tm.preprocessor(), read=read_article, seed=seed)
+    tm = TopicModel.load(model_path, lemmatizer=lemmatizer, stop_words=stop_words)
+    _WORKER.update(model=tm, prep=tm.preprocessor(), read=read_article, seed=seed, rows=rows)
 
 
 def _label_batch(task: tuple[int, list[str]]) -> tuple[int, np.ndarray, list[str | None]]:
@@ -70,17 +79,24 @@ def _label_batch(task: tuple[int, list[str]]) -> tuple[int, np.ndarray, list[str
         bows.append(bow)
         rows.append(j)
     if bows:
-        out[rows] = tm.infer_bow(bows, empty="raise", seed=seed)
+        vecs = tm.infer_bow(bows, empty="raise", seed=seed, rows=_WORKER["rows"])
+        for j, vec in zip(rows, vecs):
+            if vec.sum() > 0:
+                out[j] = vec
+            else:
+                status[j] = "all_topics_below_cutoff"
     return start, out, status
 
 
 def infer_articles(articles: Sequence[str | Path], model_path: str | Path, workers: int = 1,
                    batch_size: int = 64, seed: int = 0, lemmatizer: str | None = None,
-                   progress: bool = True) -> tuple[np.ndarray, list[str | None]]:
+                   progress: bool = True, rows: str = "release",
+                   stop_words: str | None = None) -> tuple[np.ndarray, list[str | None]]:
     """Topic vectors of articles: float32 ``(A, K)`` (NaN rows where excluded) and a status per article.
 
     ``status[i]`` is ``None`` for a usable vector, else one of :data:`EXCLUSION_REASONS`.
-    ``lemmatizer=None`` uses the one the model was trained with (recorded by lda/02).
+    ``lemmatizer=None`` / ``stop_words=None`` use those the model was trained with
+    (recorded by lda/02; the release's for a foreign model). ``rows``: see the module docstring.
     """
     from .preprocess import mp_context
 
@@ -101,12 +117,12 @@ def infer_articles(articles: Sequence[str | Path], model_path: str | Path, worke
 
     try:
         if workers <= 1 or len(tasks) <= 1:
-            _init_worker(model_path, lemmatizer, seed)
+            _init_worker(model_path, lemmatizer, seed, rows, stop_words)
             for t in tasks:
                 collect(_label_batch(t))
         else:
             with mp_context().Pool(min(workers, len(tasks)), initializer=_init_worker,
-                                   initargs=(model_path, lemmatizer, seed)) as pool:
+                                   initargs=(model_path, lemmatizer, seed, rows, stop_words)) as pool:
                 for result in pool.imap_unordered(_label_batch, tasks):
                     collect(result)
     finally:
@@ -157,16 +173,21 @@ def assemble(pairs: Sequence, articles: Sequence[str | Path], vectors: np.ndarra
 
 
 def check_labels(labels: np.ndarray, tol: float = SUM_TOLERANCE) -> None:
-    """Raise :class:`DataError` unless every row is a finite, non-negative distribution summing to 1."""
+    """Raise :class:`DataError` unless every row is finite, non-negative and sums to a value in (0, 1].
+
+    Rows may sum to less than 1: the release's rows leave out topics under the 0.01 cut-off.
+    """
     if labels.ndim != 2 or labels.dtype != np.float32:
         raise DataError(f"labels must be float32 (N, K), got {labels.dtype} {labels.shape}")
     if not np.isfinite(labels).all():
         raise DataError(f"{int((~np.isfinite(labels)).any(axis=1).sum())} label rows contain NaN/inf")
     if (labels < 0).any():
         raise DataError("negative topic probabilities in labels")
-    err = np.abs(labels.astype(np.float64).sum(axis=1) - 1.0)
-    if (err > tol).any():
-        raise DataError(f"{int((err > tol).sum())} label rows do not sum to 1 (max error {err.max():.2e})")
+    sums = labels.astype(np.float64).sum(axis=1)
+    if (sums <= 0).any():
+        raise DataError(f"{int((sums <= 0).sum())} label rows are all zero")
+    if (sums > 1.0 + tol).any():
+        raise DataError(f"{int((sums > 1.0 + tol).sum())} label rows sum to more than 1 (max {sums.max():.6f})")
 
 
 def interchange_json(label_set: LabelSet, root: Path | None) -> dict[str, list[float]]:

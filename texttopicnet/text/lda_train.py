@@ -3,17 +3,23 @@
 Pipeline (driven by ``lda/02_learn_lda.py``):
 
 1. :func:`tokenize_articles`: every unique article is read and preprocessed once, in
-   worker processes, and its tokens streamed to ``tokens.txt`` (one line per article)
-   while a gensim ``Dictionary`` grows; memory holds the dictionary only. A finished
-   tokens file (with its ``tokens.json`` sidecar) is reused when the stage is rerun, so
-   an interrupted LDA run does not preprocess again.
-2. :func:`build_bow_corpus`: ``filter_extremes(no_below, no_above)``, then the tokens
-   file is streamed again into a MatrixMarket ``corpus.mm`` (documents with no
-   dictionary word are left out and counted).
-3. :func:`train_lda`: ``LdaMulticore`` (fast, not reproducible even with a seed) or,
-   with ``reproducible=True``, single-process ``LdaModel`` seeded by ``seed``.
-4. :func:`evaluate`: held-out perplexity (``2^-bound`` on articles never trained on)
-   and topic coherence (gensim ``CoherenceModel``).
+   worker processes, and its tokens streamed to ``tokens.txt`` (one line per article);
+   memory holds one article at a time. A finished tokens file (with its ``tokens.json``
+   sidecar) is reused when the stage is rerun, so an interrupted run does not preprocess again.
+2. :func:`document_articles`: which article each LDA document is. The release builds ONE
+   DOCUMENT PER IMAGE (``corpus_unit="image"``, the default): an article appears once per
+   image that illustrates it, which changes ``filter_extremes``' document counts and
+   weights topics by image count. ``corpus_unit="article"`` is one document per article.
+3. :func:`build_dictionary`: a gensim ``Dictionary`` over those documents (an article's
+   tokens are counted once per document it is, without preprocessing it again), then
+   ``filter_extremes(no_below, no_above, keep_n)`` as the release calls it.
+4. :func:`build_bow_corpus`: the MatrixMarket ``corpus.mm``, one row per document in
+   document order (a document with no dictionary word is an empty row, as in the
+   release's ``[dictionary.doc2bow(text) for text in texts]``; counted).
+5. :func:`train_lda`: ``LdaMulticore`` (the release's; not reproducible even with a seed)
+   or, with ``reproducible=True``, single-process ``LdaModel`` seeded by ``seed``.
+6. :func:`evaluate`: held-out perplexity (``2^-bound`` on articles never trained on,
+   when ``--holdout`` keeps some out) and topic coherence (gensim ``CoherenceModel``).
 """
 
 from __future__ import annotations
@@ -29,11 +35,15 @@ import numpy as np
 from gensim.corpora import Dictionary, MmCorpus
 from tqdm import tqdm
 
-from ..core.errors import DataError
+from ..core.errors import DataError, UserError
 from ..core.io import atomic_open, read_json, write_json
-from .preprocess import preprocess_many
+from .preprocess import DEFAULT_STOP_WORDS, preprocess_many
 
 TOKENS_NAME, TOKENS_META = "tokens.txt", "tokens.json"
+CORPUS_UNITS = ("image", "article")
+# gensim's Dictionary(texts) prunes to the 2M most frequent words every 10,000 documents
+# when it grows larger (its prune_at default); the release built its dictionary that way.
+PRUNE_AT, PRUNE_EVERY = 2_000_000, 10_000
 
 
 def _articles_digest(articles: Sequence[Path]) -> str:
@@ -57,7 +67,8 @@ class TokenStats:
 
 
 def tokenize_articles(articles: Sequence[Path], work_dir: Path, lemmatizer: str, workers: int = 1,
-                      reader=None, progress: bool = True, reuse: bool = True) -> tuple[Path, TokenStats]:
+                      reader=None, progress: bool = True, reuse: bool = True,
+                      stop_words: str = DEFAULT_STOP_WORDS) -> tuple[Path, TokenStats]:
     """Preprocess each article once into ``work_dir/tokens.txt`` (line i = article i's tokens)."""
     if reader is None:
         from ..data.readers.imageclef import read_article as reader
@@ -68,13 +79,15 @@ def tokenize_articles(articles: Sequence[Path], work_dir: Path, lemmatizer: str,
             meta = read_json(meta_path)
         except (OSError, ValueError):
             meta = {}
-        if meta.get("articles_sha256") == digest and meta.get("lemmatizer") == lemmatizer:
+        if (meta.get("articles_sha256") == digest and meta.get("lemmatizer") == lemmatizer
+                and meta.get("stop_words", DEFAULT_STOP_WORDS) == stop_words):
             stats = TokenStats(articles=len(articles), unreadable=meta["unreadable"],
                                empty_after_preprocessing=meta["empty_after_preprocessing"],
                                tokens=meta["tokens"], reused=True)
             return tokens_path, stats
     stats = TokenStats(articles=len(articles))
-    results = preprocess_many([str(a) for a in articles], lemmatizer=lemmatizer, workers=workers, reader=reader)
+    results = preprocess_many([str(a) for a in articles], lemmatizer=lemmatizer, workers=workers, reader=reader,
+                              stop_words=stop_words)
     with atomic_open(tokens_path, "w") as fh:
         for i, tokens, error in tqdm(results, total=len(articles), desc="preprocessing articles", unit="doc",
                                      disable=not progress):
@@ -85,7 +98,8 @@ def tokenize_articles(articles: Sequence[Path], work_dir: Path, lemmatizer: str,
                 stats.empty_after_preprocessing.append(str(articles[i]))
             stats.tokens += len(tokens)
             fh.write(" ".join(tokens) + "\n")
-    write_json(meta_path, {"articles_sha256": digest, "lemmatizer": lemmatizer, "tokens": stats.tokens,
+    write_json(meta_path, {"articles_sha256": digest, "lemmatizer": lemmatizer, "stop_words": stop_words,
+                           "tokens": stats.tokens,
                            "unreadable": stats.unreadable,
                            "empty_after_preprocessing": stats.empty_after_preprocessing})
     return tokens_path, stats
@@ -97,61 +111,129 @@ def iter_tokens(tokens_path: Path) -> Iterator[list[str]]:
             yield line.split()
 
 
-def build_dictionary(tokens_path: Path, no_below: int, no_above: float,
-                     keep_n: int | None = None) -> tuple[Dictionary, int]:
-    """Dictionary over the tokens file, then the paper's ``filter_extremes``. Returns (dict, size before)."""
+def document_articles(pairs: Sequence, articles: Sequence[Path], unit: str = "image") -> list[int]:
+    """The article (index into ``articles``) of every LDA document, in document order.
+
+    ``unit="image"``: one document per image, in ``pairs`` order (the release loops over
+    the image -> article dict); ``"article"``: one document per unique article.
+    """
+    if unit not in CORPUS_UNITS:
+        raise UserError(f"unknown corpus unit {unit!r}; choose one of {', '.join(CORPUS_UNITS)}")
+    if unit == "article":
+        return list(range(len(articles)))
+    where = {str(a): i for i, a in enumerate(articles)}
+    try:
+        return [where[str(p.article_path)] for p in pairs]
+    except KeyError as exc:
+        raise DataError(f"article {exc} of an image is not among the tokenised articles") from None
+
+
+def _add_weighted(dictionary: Dictionary, tokens: list[str], times: int) -> None:
+    """``dictionary.add_documents([tokens] * times)`` without counting the tokens ``times`` times.
+
+    The first copy goes through gensim (new ids, in gensim's order); the others only add
+    what a repeated document adds: document, position and non-zero counts, and each
+    word's document and collection frequency.
+    """
+    bow = dictionary.doc2bow(tokens, allow_update=True)
+    extra = times - 1
+    if extra <= 0:
+        return
+    dictionary.num_docs += extra
+    dictionary.num_pos += extra * len(tokens)
+    dictionary.num_nnz += extra * len(bow)
+    dfs, cfs = dictionary.dfs, dictionary.cfs
+    for tokenid, freq in bow:
+        dfs[tokenid] += extra
+        cfs[tokenid] += extra * freq
+
+
+def build_dictionary(tokens_path: Path, no_below: int, no_above: float, keep_n: int | None = 100000,
+                     doc_articles: Sequence[int] | None = None) -> tuple[Dictionary, int]:
+    """Dictionary over the documents, then the release's ``filter_extremes``. Returns (dict, size before).
+
+    ``doc_articles`` (from :func:`document_articles`) says how many documents each line of
+    the tokens file is; ``None`` means one each. Words get their ids in the order of the
+    documents' first appearance, as ``Dictionary(texts)`` over the documents would give
+    them, and ``keep_n`` defaults to gensim's 100,000, which the release's call used.
+    """
+    times = None
+    if doc_articles is not None:
+        times = np.bincount(np.asarray(doc_articles, dtype=np.int64)) if len(doc_articles) else np.zeros(0, int)
+        order = list(dict.fromkeys(doc_articles))
+        if order != sorted(order):
+            raise DataError("documents must list articles in order of first appearance (tokens.txt order)")
     dictionary = Dictionary()
-    batch: list[list[str]] = []
-    for tokens in iter_tokens(tokens_path):
-        batch.append(tokens)
-        if len(batch) >= 1000:
-            dictionary.add_documents(batch)
-            batch = []
-    if batch:
-        dictionary.add_documents(batch)
+    next_prune = PRUNE_EVERY
+    for i, tokens in enumerate(iter_tokens(tokens_path)):
+        n = 1 if times is None else (int(times[i]) if i < len(times) else 0)
+        if n == 0:
+            continue  # an article no document uses
+        _add_weighted(dictionary, tokens, n)
+        if dictionary.num_docs >= next_prune:
+            next_prune = (dictionary.num_docs // PRUNE_EVERY + 1) * PRUNE_EVERY
+            if len(dictionary) > PRUNE_AT:
+                dictionary.filter_extremes(no_below=0, no_above=1.0, keep_n=PRUNE_AT)
     before = len(dictionary)
     if dictionary.num_docs == 0:
         raise DataError("no articles to build a dictionary from")
     dictionary.filter_extremes(no_below=no_below, no_above=no_above, keep_n=keep_n)
     if len(dictionary) == 0:
         raise DataError(f"the dictionary is empty after filter_extremes(no_below={no_below}, no_above={no_above}) "
-                        f"over {dictionary.num_docs} articles: for a small corpus pass a smaller --no-below")
+                        f"over {dictionary.num_docs} documents: for a small corpus pass a smaller --no-below")
     return dictionary, before
 
 
-def build_bow_corpus(tokens_path: Path, dictionary: Dictionary, articles: Sequence[Path], mm_path: Path
-                     ) -> tuple[list[str], list[str]]:
-    """Stream tokens -> bag of words -> ``mm_path`` (MatrixMarket + index), atomically.
+def build_bow_corpus(tokens_path: Path, dictionary: Dictionary, articles: Sequence[Path], mm_path: Path,
+                     doc_articles: Sequence[int] | None = None) -> tuple[list[str], list[str], list[int]]:
+    """Write ``mm_path`` (MatrixMarket + index), one row per document, atomically.
 
-    Returns ``(documents, no_dictionary_words)``: article paths aligned with the corpus rows,
-    and articles left out because none of their words survived the dictionary filter.
+    Returns ``(documents, no_dictionary_words, with_words)``: the article path of every
+    row; the articles whose tokens have no dictionary word (their rows are empty, as in
+    the release; articles empty after preprocessing or unreadable are empty rows too,
+    counted upstream); and the indices of the articles whose rows are not empty.
     """
-    documents: list[str] = []
+    if doc_articles is None:
+        doc_articles = list(range(len(articles)))
     dropped: list[str] = []
+    nonempty = [False] * len(articles)
 
-    def bows():
+    def article_bows():
         for i, tokens in enumerate(iter_tokens(tokens_path)):
-            if not tokens:
-                continue  # already counted as empty after preprocessing (or unreadable)
             bow = dictionary.doc2bow(tokens)
-            if not bow:
+            if tokens and not bow:
                 dropped.append(str(articles[i]))
-                continue
-            documents.append(str(articles[i]))
+            nonempty[i] = bool(bow)
             yield bow
 
-    tmp = mm_path.with_name(f".{mm_path.name}.tmp")
-    try:
-        MmCorpus.serialize(str(tmp), bows(), id2word=dictionary)
-        os.replace(f"{tmp}.index", f"{mm_path}.index")
-        os.replace(tmp, mm_path)
-    finally:
-        for p in (tmp, Path(f"{tmp}.index")):
-            if p.exists():
-                p.unlink()
-    if not documents:
+    def serialize(path: Path, corpus) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            MmCorpus.serialize(str(tmp), corpus, id2word=dictionary)
+            os.replace(f"{tmp}.index", f"{path}.index")
+            os.replace(tmp, path)
+        finally:
+            for p in (tmp, Path(f"{tmp}.index")):
+                if p.exists():
+                    p.unlink()
+
+    if list(doc_articles) == list(range(len(articles))):
+        serialize(mm_path, article_bows())
+    else:
+        # One row per image: the article rows first (each article's bag of words computed
+        # once), then read back by index into the document order.
+        staged = mm_path.with_name(f".{mm_path.stem}.articles.mm")
+        try:
+            serialize(staged, article_bows())
+            by_article = MmCorpus(str(staged))
+            serialize(mm_path, (by_article[a] for a in doc_articles))
+        finally:
+            for p in (staged, Path(f"{staged}.index")):
+                if p.exists():
+                    p.unlink()
+    if not any(nonempty[a] for a in doc_articles):
         raise DataError("no article has a word left in the dictionary; lower --no-below")
-    return documents, dropped
+    return [str(articles[a]) for a in doc_articles], dropped, [i for i, ok in enumerate(nonempty) if ok]
 
 
 class Subset:
@@ -171,12 +253,30 @@ class Subset:
 
 
 def split_heldout(num_docs: int, fraction: float, seed: int, max_docs: int = 2000) -> list[int]:
-    """Seeded choice of held-out corpus rows (none when the corpus is too small to spare any)."""
+    """Seeded choice of held-out items among ``num_docs`` (none when too few to spare any)."""
     if fraction <= 0 or num_docs < 10:
         return []
     n = min(max_docs, max(1, int(round(num_docs * fraction))))
     rng = np.random.RandomState(seed)
     return sorted(rng.choice(num_docs, size=n, replace=False).tolist())
+
+
+def heldout_rows(doc_articles: Sequence[int], candidates: Sequence[int], fraction: float, seed: int
+                 ) -> tuple[set[int], list[int]]:
+    """Hold out whole articles: ``(rows to leave out of training, one row per held-out article)``.
+
+    ``candidates`` are the articles that may be held out (those with dictionary words);
+    every document of a held-out article leaves training, so no image of it is trained on.
+    """
+    chosen = {candidates[i] for i in split_heldout(len(candidates), fraction, seed)}
+    if not chosen:
+        return set(), []
+    excluded, first = set(), {}
+    for row, a in enumerate(doc_articles):
+        if a in chosen:
+            excluded.add(row)
+            first.setdefault(a, row)
+    return excluded, sorted(first.values())
 
 
 def train_lda(corpus, dictionary: Dictionary, num_topics: int, passes: int, seed: int, workers: int,

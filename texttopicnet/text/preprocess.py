@@ -1,30 +1,40 @@
-"""Article text preprocessing for the LDA topic space, exactly as the paper does it, but fast.
+"""Article text preprocessing for the LDA topic space, exactly as the release does it, but fast.
 
-The steps, in the paper's order (see ../shared/REFERENCE.md, "Stage 2"):
+The steps, in the release's order (see ../shared/REFERENCE.md, "Stage 2"):
 
 1. gensim's ``filter_wiki`` (wiki markup removal);
-2. a regex that drops wiki-table attribute runs (``{| class="x"``, ``|- style=...``,
-   ``| align="left" |``) that ``filter_wiki`` leaves behind;
-3. lower-case; 4. tokens are ``\\w+`` runs; 5. drop English stop words (the
-   ``stop-words`` package list); 6. lemmatise (noun POS); 7. strip every character
-   outside ``[a-z]``; 8. keep tokens longer than 2 characters.
+2. the release's ``filter_more`` regex (:data:`TABLE_ATTRIBUTES`: a table delimiter
+   ``{| |- |} | !`` followed by ``key=value`` attributes), matches REMOVED (replaced by "");
+3. lower-case; 4. tokens are ``\\w+`` runs; 5. drop English stop words; 6. lemmatise
+   (noun POS); 7. strip every character outside ``[a-z]``; 8. keep tokens longer than 2
+   characters. Stop words go before lemmatising, so a lemma may be a stop word
+   ("dates" -> "date") and "was" becomes "wa": the release's real behaviour.
 
 Steps 5-8 depend on the token alone, so :class:`Preprocessor` caches the final
 result per distinct token: each word form is lemmatised once per process, not once
 per occurrence (Zipf: a 35k-article corpus has ~50M tokens but ~1M forms).
 :func:`preprocess_many` spreads documents over worker processes.
 
-Lemmatisers (``--lemmatizer``): ``wordnet`` is the paper's NLTK WordNetLemmatizer
-and needs the WordNet data (``python -m nltk.downloader wordnet``); ``simplemma``
-is a pip-only lemmatiser with its dictionary inside the wheel (works offline);
-``none`` skips lemmatisation; ``auto`` picks WordNet when its data is installed,
-else simplemma, else none (with a warning). The choice is recorded by the stages.
+Stop words (``--stop-words``, registry :data:`STOP_LISTS`): ``release`` (default) is the
+``stop-words`` package's English list of the release's era (versions 2015.x to 2018.7.23,
+174 words), recorded in ``stop_words_en_2018.txt`` beside this module so the default does
+not depend on the installed version; ``package`` is whatever the installed ``stop-words``
+returns (1,333 words in 2025.11.4: a different vocabulary, different topics).
+
+Lemmatisers (``--lemmatizer``, :data:`LEMMATIZERS`): ``wordnet`` (default) is the release's
+NLTK WordNetLemmatizer; it needs WordNet data on NLTK's search path (``$NLTK_DATA``
+first), which ``python -m texttopicnet.text.wordnet --install`` provides offline from
+Debian's packages (or with ``nltk.download``). Without the data ``wordnet`` FAILS with a
+:class:`UserError` naming the fix, never silently. ``auto`` uses WordNet when present,
+else falls back to simplemma (else none) WITH a warning, and the stages record the
+fallback in meta.json. ``simplemma`` (pip-only, offline) also lemmatises verbs and
+adjectives ("came" -> "come"), so it changes the vocabulary; ``none`` skips lemmatising.
 
 Use::
 
     from texttopicnet.text.preprocess import preprocess, Preprocessor
     preprocess("The '''cats''' sat on [[mat|mats]].")        # ['cat', 'sat', 'mat']
-    prep = Preprocessor("simplemma"); prep(raw_text)
+    prep = Preprocessor("wordnet", stop_words="release"); prep(raw_text)
 """
 
 from __future__ import annotations
@@ -34,47 +44,91 @@ import multiprocessing as mp
 import re
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from gensim.corpora.wikicorpus import filter_wiki
-from stop_words import get_stop_words
 
 from ..core.errors import UserError
+from . import wordnet
 
-LEMMATIZERS = ("auto", "wordnet", "simplemma", "none")
+DEFAULT_LEMMATIZER = "wordnet"   # the release's NLTK WordNetLemmatizer (noun POS)
+DEFAULT_STOP_WORDS = "release"   # the 174-word list of stop-words 2015.x-2018.7.23
+LEMMATIZERS = ("wordnet", "auto", "simplemma", "none")
 
-# A table delimiter ({| |- |} | !) followed by one or more key=value attributes, plus the
-# cell separator that closes the run. filter_wiki keeps these inside cells and they
-# would otherwise become tokens such as "wikitable", "align", "style".
+# The release's ``filter_more``, flags included: a table delimiter ({| |- |} | !), one or
+# more ``key=value`` attributes (the value "quoted", lazily and across lines under
+# DOTALL, or a run of characters other than whitespace and |), then an optional
+# delimiter. The release replaces every match with "" (:data:`TABLE_REPLACEMENT`).
 TABLE_ATTRIBUTES = re.compile(
-    r"(?:\{\||\|-|\|\}|\|\||\||!)"
-    r"(?:\s*[\w-]+\s*=\s*(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s|!]+))+"
-    r"\s*(?:\|(?!\|))?",
-    re.UNICODE)
+    r"(?:\{\||\|-|\|\}|\||!)"
+    r"(?:\s*\w+=(?:\".*?\"|[^ \t\n\r\f\v|]+)\s*)+"
+    r"(?:\{\||\|-|\|\}|\|)?",
+    re.UNICODE | re.DOTALL | re.MULTILINE)
+TABLE_REPLACEMENT = ""
 TOKEN = re.compile(r"\w+", re.UNICODE)
 NON_ASCII_LETTERS = re.compile(r"[^a-z]")
-MIN_LENGTH = 3  # the paper keeps tokens longer than 2 characters
+MIN_LENGTH = 3  # the release keeps tokens longer than 2 characters
 
 # Above this many cached forms the cache is cleared (bounded memory on huge corpora;
 # one entry is ~150 bytes, so 2M forms is ~300 MB per worker at most).
 CACHE_LIMIT = 2_000_000
 
+RELEASE_STOP_FILE = Path(__file__).with_name("stop_words_en_2018.txt")
 
-@functools.lru_cache(maxsize=1)
-def stop_words_en() -> frozenset[str]:
-    """The ``stop-words`` package's English list, as a set (O(1) membership)."""
-    return frozenset(get_stop_words("en"))
 
+# --- stop words -------------------------------------------------------------------------
+
+def _release_stop_words() -> list[str]:
+    # Byte-identical to stop_words/stop-words/english.txt of the stop-words 2018.7.23 sdist;
+    # get_stop_words('en') of that version returns these lines, stripped.
+    return [w.strip() for w in RELEASE_STOP_FILE.read_text(encoding="utf-8").splitlines() if w.strip()]
+
+
+def _package_stop_words() -> list[str]:
+    try:
+        from stop_words import get_stop_words
+    except ImportError:
+        raise UserError("--stop-words package needs the stop-words package: pip install stop-words") from None
+    return list(get_stop_words("en"))
+
+
+def _package_version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("stop-words")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# name -> (loader, description recorded in meta.json)
+STOP_LISTS: dict[str, tuple[Callable[[], list[str]], Callable[[], str]]] = {
+    "release": (_release_stop_words, lambda: "stop-words 2018.7.23 English list (the release's era, 2015.x-"
+                                             "2018.7.23), recorded in texttopicnet/text/stop_words_en_2018.txt"),
+    "package": (_package_stop_words, lambda: f"the installed stop-words {_package_version()} English list"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def stop_words_en(name: str = DEFAULT_STOP_WORDS) -> frozenset[str]:
+    """The named English stop list (:data:`STOP_LISTS`), as a set (O(1) membership)."""
+    if name not in STOP_LISTS:
+        raise UserError(f"unknown stop-word list {name!r}; choose one of {', '.join(STOP_LISTS)}")
+    return frozenset(STOP_LISTS[name][0]())
+
+
+def stop_words_record(name: str = DEFAULT_STOP_WORDS) -> dict:
+    """What the stages write into meta.json about the stop list they used."""
+    return {"stop_words": name, "stop_words_count": len(stop_words_en(name)),
+            "stop_words_source": STOP_LISTS[name][1]()}
+
+
+# --- lemmatisers ------------------------------------------------------------------------
 
 def wordnet_available() -> bool:
-    """True when NLTK and its WordNet data can be used here (nothing is downloaded)."""
-    try:
-        from nltk.stem import WordNetLemmatizer
-
-        WordNetLemmatizer().lemmatize("dogs")
-        return True
-    except (ImportError, LookupError, OSError):
-        return False
+    """True when NLTK's WordNetLemmatizer finds its data on NLTK's search path (nothing is downloaded)."""
+    return wordnet.nltk_wordnet_works()
 
 
 def simplemma_available() -> bool:
@@ -85,62 +139,91 @@ def simplemma_available() -> bool:
         return False
 
 
-def resolve_lemmatizer(name: str = "auto") -> str:
-    """Turn ``auto`` into a concrete lemmatiser name; check that the requested one works."""
+WORDNET_MISSING = ("NLTK's WordNet data is not on NLTK's search path (nltk.data.path, $NLTK_DATA first); install "
+                   "it with `python -m texttopicnet.text.wordnet --install` (copies Debian's wordnet-base + "
+                   "wordnet-sense-index, else uses nltk.download)")
+
+
+def resolve_lemmatizer_noted(name: str = DEFAULT_LEMMATIZER) -> tuple[str, str | None]:
+    """``(concrete lemmatiser, fallback note or None)``; the stages record both in meta.json.
+
+    ``wordnet`` without its data raises :class:`UserError`; ``auto`` then falls back to
+    simplemma (else none) with a warning, and returns the reason as the note.
+    """
     if name not in LEMMATIZERS:
         raise UserError(f"unknown lemmatizer {name!r}; choose one of {', '.join(LEMMATIZERS)}")
     if name == "auto":
         if wordnet_available():
-            return "wordnet"
-        if simplemma_available():
-            return "simplemma"
-        warnings.warn("neither NLTK WordNet data nor simplemma is installed: preprocessing without "
-                      "lemmatisation (pip install simplemma, or python -m nltk.downloader wordnet)")
-        return "none"
+            return "wordnet", None
+        fallback = "simplemma" if simplemma_available() else "none"
+        note = (f"--lemmatizer auto fell back to {fallback}: {WORDNET_MISSING}. The tokens differ from the "
+                f"release's (simplemma also lemmatises verbs and adjectives)")
+        warnings.warn(note, stacklevel=2)
+        return fallback, note
     if name == "wordnet" and not wordnet_available():
-        raise UserError("--lemmatizer wordnet needs NLTK's WordNet data: run `python -m nltk.downloader wordnet` "
-                        "(needs internet once), or use --lemmatizer simplemma (pip-only, offline)")
+        raise UserError(f"--lemmatizer wordnet (the release's, the default): {WORDNET_MISSING}; or pass "
+                        f"--lemmatizer auto or simplemma to run with another lemmatiser (recorded in meta.json)")
     if name == "simplemma" and not simplemma_available():
         raise UserError("--lemmatizer simplemma needs the simplemma package: pip install simplemma")
-    return name
+    return name, None
+
+
+def resolve_lemmatizer(name: str = DEFAULT_LEMMATIZER) -> str:
+    """Turn ``auto`` into a concrete lemmatiser name; check that the requested one works."""
+    return resolve_lemmatizer_noted(name)[0]
+
+
+def _simplemma_lemmatize() -> Callable[[str], str]:
+    from simplemma import Lemmatizer
+
+    # simplemma's own LRU cache is redundant with ours: keep it small. It restores the
+    # dictionary's capitals ("zealand" -> "Zealand"); WordNet returns lower case, and the
+    # release's [^a-z] strip would turn "Zealand" into "ealand", so lower-case the lemma.
+    lem = Lemmatizer(cache_max_size=1024)
+    return lambda token: lem.lemmatize(token, "en").lower()
+
+
+def _wordnet_lemmatize() -> Callable[[str], str]:
+    from nltk.stem import WordNetLemmatizer
+
+    return WordNetLemmatizer().lemmatize  # default POS is noun, as in the release
+
+
+_LEMMATIZE_FACTORIES: dict[str, Callable[[], Callable[[str], str]]] = {
+    "wordnet": _wordnet_lemmatize,
+    "simplemma": _simplemma_lemmatize,
+    "none": lambda: (lambda token: token),
+}
 
 
 def make_lemmatize(name: str) -> Callable[[str], str]:
     """A one-token lemmatise function for a concrete lemmatiser name (no ``auto``)."""
-    if name == "wordnet":
-        from nltk.stem import WordNetLemmatizer
+    if name not in _LEMMATIZE_FACTORIES:
+        raise UserError(f"unknown lemmatizer {name!r}; choose one of {', '.join(_LEMMATIZE_FACTORIES)}")
+    return _LEMMATIZE_FACTORIES[name]()
 
-        return WordNetLemmatizer().lemmatize  # default POS is noun, as in the paper
-    if name == "simplemma":
-        from simplemma import Lemmatizer
 
-        # simplemma's own LRU cache is redundant with ours: keep it small. It restores the
-        # dictionary's capitals ("zealand" -> "Zealand"); WordNet returns lower case, and the
-        # paper's [^a-z] strip would turn "Zealand" into "ealand", so lower-case the lemma.
-        lem = Lemmatizer(cache_max_size=1024)
-        return lambda token: lem.lemmatize(token, "en").lower()
-    if name == "none":
-        return lambda token: token
-    raise UserError(f"unknown lemmatizer {name!r}; choose one of {', '.join(LEMMATIZERS)}")
-
+# --- the steps --------------------------------------------------------------------------
 
 def clean_markup(raw: str) -> str:
-    """Steps 1-3: wiki markup and table attributes removed, lower-cased."""
+    """Steps 1-3: wiki markup and the release's table attributes removed, lower-cased."""
     text = filter_wiki(raw)
-    text = TABLE_ATTRIBUTES.sub(" ", text)
+    text = TABLE_ATTRIBUTES.sub(TABLE_REPLACEMENT, text)
     return text.lower()
 
 
 class Preprocessor:
-    """The paper's preprocessing with a per-token cache; call it on a raw article text.
+    """The release's preprocessing with a per-token cache; call it on a raw article text.
 
-    ``lemmatizer`` is one of :data:`LEMMATIZERS`; ``self.lemmatizer`` is the resolved name.
+    ``lemmatizer`` is one of :data:`LEMMATIZERS` (``self.lemmatizer`` is the resolved name),
+    ``stop_words`` one of :data:`STOP_LISTS`.
     """
 
-    def __init__(self, lemmatizer: str = "auto"):
+    def __init__(self, lemmatizer: str = DEFAULT_LEMMATIZER, stop_words: str = DEFAULT_STOP_WORDS):
         self.lemmatizer = resolve_lemmatizer(lemmatizer)
+        self.stop_words = stop_words
         self._lemmatize = make_lemmatize(self.lemmatizer)
-        self._stop = stop_words_en()
+        self._stop = stop_words_en(stop_words)
         # raw lower-case token -> final token, or "" when it is dropped
         self._cache: dict[str, str] = {}
 
@@ -172,16 +255,16 @@ class Preprocessor:
 
 
 @functools.lru_cache(maxsize=None)
-def _shared_preprocessor(lemmatizer: str) -> Preprocessor:
-    return Preprocessor(lemmatizer)
+def _shared_preprocessor(lemmatizer: str, stop_words: str) -> Preprocessor:
+    return Preprocessor(lemmatizer, stop_words)
 
 
-def preprocess(raw: str, lemmatizer: str = "auto") -> list[str]:
-    """Tokens of one raw article text (wiki markup allowed), as the paper preprocesses it.
+def preprocess(raw: str, lemmatizer: str = DEFAULT_LEMMATIZER, stop_words: str = DEFAULT_STOP_WORDS) -> list[str]:
+    """Tokens of one raw article text (wiki markup allowed), as the release preprocesses it.
 
     Returns ``[]`` for a text with no content words; never raises on odd characters.
     """
-    return _shared_preprocessor(lemmatizer)(raw)
+    return _shared_preprocessor(lemmatizer, stop_words)(raw)
 
 
 # --- parallel preprocessing -------------------------------------------------------------
@@ -189,8 +272,8 @@ def preprocess(raw: str, lemmatizer: str = "auto") -> list[str]:
 _WORKER: dict = {}
 
 
-def _init_worker(lemmatizer: str, reader: Callable[[str], str] | None) -> None:
-    _WORKER["prep"] = Preprocessor(lemmatizer)
+def _init_worker(lemmatizer: str, reader: Callable[[str], str] | None, stop_words: str = DEFAULT_STOP_WORDS) -> None:
+    _WORKER["prep"] = Preprocessor(lemmatizer, stop_words)
     _WORKER["reader"] = reader
 
 
@@ -209,9 +292,9 @@ def mp_context():
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else "spawn")
 
 
-def preprocess_many(items: Iterable[str], lemmatizer: str = "auto", workers: int = 1,
-                    reader: Callable[[str], str] | None = None, chunksize: int = 8
-                    ) -> Iterator[tuple[int, list[str] | None, str | None]]:
+def preprocess_many(items: Iterable[str], lemmatizer: str = DEFAULT_LEMMATIZER, workers: int = 1,
+                    reader: Callable[[str], str] | None = None, chunksize: int = 8,
+                    stop_words: str = DEFAULT_STOP_WORDS) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """Preprocess many documents, in order, over ``workers`` processes.
 
     ``items`` are raw texts, or paths when ``reader`` (a module-level function such as
@@ -220,13 +303,14 @@ def preprocess_many(items: Iterable[str], lemmatizer: str = "auto", workers: int
     Memory stays bounded: items are consumed lazily and results streamed in order.
     """
     lemmatizer = resolve_lemmatizer(lemmatizer)
+    stop_words_en(stop_words)  # an unknown list fails here, in this process
     tasks = enumerate(items)
     if workers <= 1:
-        _init_worker(lemmatizer, reader)
+        _init_worker(lemmatizer, reader, stop_words)
         for task in tasks:
             yield _work(task)
         return
-    with mp_context().Pool(workers, initializer=_init_worker, initargs=(lemmatizer, reader)) as pool:
+    with mp_context().Pool(workers, initializer=_init_worker, initargs=(lemmatizer, reader, stop_words)) as pool:
         yield from pool.imap(_work, tasks, chunksize=chunksize)
 
 
@@ -235,7 +319,7 @@ class _RegexpTokenizer:
 
     NLTK >= 3.10 compiles caller patterns with the third-party ``regex`` engine, whose
     ``\\w`` also matches combining marks, so "İstanbul".lower() ("i" + U+0307 ...) stays one
-    token there but is split by ``re`` (and by the NLTK/Python 2 the paper used).
+    token there but is split by ``re`` (and by the NLTK/Python 2 the release used).
     """
 
     def __init__(self, pattern: str):
@@ -245,8 +329,8 @@ class _RegexpTokenizer:
         return self._regexp.findall(text)
 
 
-def naive_preprocess(raw: str, lemmatizer: str) -> list[str]:
-    """The original script's structure, kept as the benchmark baseline and a reference.
+def naive_preprocess(raw: str, lemmatizer: str, stop_words: str = DEFAULT_STOP_WORDS) -> list[str]:
+    """The original script's structure, kept as the benchmark baseline.
 
     Tokenizer, lemmatiser and stop-word list are created per document, stop words are a
     list (linear membership), and every token occurrence is lemmatised again.
@@ -260,9 +344,9 @@ def naive_preprocess(raw: str, lemmatizer: str) -> list[str]:
         lemmatize = lambda t: lem.lemmatize(t, "en").lower()  # noqa: E731
     else:
         lemmatize = make_lemmatize(lemmatizer)
-    en_stop = list(get_stop_words("en"))
+    en_stop = list(STOP_LISTS[stop_words][0]())
     text = filter_wiki(raw)
-    text = TABLE_ATTRIBUTES.sub(" ", text)
+    text = TABLE_ATTRIBUTES.sub(TABLE_REPLACEMENT, text)
     tokens = tokenizer.tokenize(text.lower())
     tokens = [t for t in tokens if t not in en_stop]
     tokens = [lemmatize(t) for t in tokens]
@@ -270,5 +354,6 @@ def naive_preprocess(raw: str, lemmatizer: str) -> list[str]:
     return [t for t in tokens if len(t) > 2]
 
 
-__all__: Sequence[str] = ("preprocess", "Preprocessor", "preprocess_many", "resolve_lemmatizer", "LEMMATIZERS",
-                          "clean_markup", "naive_preprocess", "stop_words_en", "wordnet_available")
+__all__: Sequence[str] = ("preprocess", "Preprocessor", "preprocess_many", "resolve_lemmatizer",
+                          "resolve_lemmatizer_noted", "LEMMATIZERS", "STOP_LISTS", "clean_markup",
+                          "naive_preprocess", "stop_words_en", "stop_words_record", "wordnet_available")

@@ -6,14 +6,27 @@ label stage, the retrieval experiment and users call::
     from texttopicnet.text.topics import TopicModel
     tm = TopicModel.load("runs/demo/lda")              # folder with ldamodel{K}.lda + dictionary.dict
     tm = TopicModel.load("pretrained/ldamodel40.lda")  # the published files (dictionary.dict beside it)
-    vecs = tm.infer(["raw article text ...", ...])     # float32 (N, K), rows sum to 1
+    vecs = tm.infer(["raw article text ...", ...])     # float32 (N, K), dense rows summing to 1
+    rows = tm.infer_bow(bows, rows="release")          # the release's label rows (0.01 cut-off)
     tm.top_words(3, 10)                                # [(word, probability), ...] of topic 3
 
-Inference returns the full variational topic distribution ``gamma / sum(gamma)`` (what
-gensim's ``get_document_topics`` reports, without its 0.01 cut-off, so every row is a
-dense distribution). gensim starts each document's inference from a random point; we
-reseed it per document with ``seed``, so a document's vector depends only on its text
-and the seed, never on batching, order or worker count.
+Inference computes the variational topic distribution ``gamma / sum(gamma)`` exactly as
+gensim's ``get_document_topics`` does. ``rows`` (:data:`ROW_MODES`) says what is returned:
+
+- ``"release"``: the release's label rows, ``get_document_topics(bow, minimum_probability=None)``
+  written into a K-vector: ``None`` means the model's own ``minimum_probability`` (0.01 by
+  default, never below 1e-8), topics with a probability ``>=`` it keep their value, the
+  others are 0, and nothing is renormalised, so a row sums to slightly less than 1;
+- ``"dense"``: every topic's value (rows sum to 1 up to float rounding).
+
+gensim starts each document's inference from a random point; we reseed it per document
+with ``seed``, so a document's vector depends only on its text and the seed, never on
+batching, order or worker count.
+
+The release saved ``dictionary.dict`` BEFORE ``filter_extremes`` and its label script
+re-applied ``filter_extremes(no_below=20, no_above=0.5)`` after loading it: when a
+dictionary is larger than the model's vocabulary, :meth:`TopicModel.load` does the same
+(:data:`RELEASE_DICTIONARY_FILTER`) and accepts it only if the result matches the model.
 
 Empty documents (nothing left after preprocessing, or no word in the dictionary) have no
 topic evidence. ``empty`` chooses what :meth:`TopicModel.infer` does with them:
@@ -46,6 +59,10 @@ from ..core.errors import DataError, UserError
 
 DICTIONARY_NAME = "dictionary.dict"
 EMPTY_MODES = ("raise", "uniform", "nan")
+ROW_MODES = ("release", "dense")
+# The release's filter_extremes call (learn_LDA_model.py and generate_train_labels.py):
+# no_below=20, no_above=0.5 and gensim's default keep_n=100000.
+RELEASE_DICTIONARY_FILTER = {"no_below": 20, "no_above": 0.5, "keep_n": 100000}
 _MODEL_NAME = re.compile(r"^ldamodel(\d+)\.lda$")
 log = logging.getLogger(__name__)
 
@@ -170,43 +187,71 @@ def save_lda(lda: LdaModel, path: str | os.PathLike) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _recorded_lemmatizer(folder: Path) -> str | None:
-    """The lemmatiser that our LDA stage recorded in its meta.json (None for foreign models)."""
+def _recorded(folder: Path, key: str) -> str | None:
+    """A preprocessing choice our LDA stage recorded in its meta.json (None for foreign models)."""
     from ..core.provenance import read_meta
 
     meta = read_meta(folder) or {}
-    name = meta.get("lemmatizer")
+    name = meta.get(key)
     return name if isinstance(name, str) else None
+
+
+def refilter_release_dictionary(dictionary: Dictionary, num_terms: int, source) -> bool:
+    """Re-apply the release's ``filter_extremes`` to an unfiltered ``dictionary`` (in place).
+
+    Returns False when the dictionary already matches the model (nothing done); raises
+    :class:`DataError` when even the filtered dictionary does not match ``num_terms``.
+    """
+    if len(dictionary) <= num_terms and (not dictionary or max(dictionary.keys()) < num_terms):
+        return False
+    before = len(dictionary)
+    if dictionary.num_docs:
+        dictionary.filter_extremes(**RELEASE_DICTIONARY_FILTER)
+    if len(dictionary) != num_terms:
+        raise DataError(f"{source}: dictionary.dict has {before} words and {len(dictionary)} after the release's "
+                        f"filter_extremes(no_below=20, no_above=0.5), but the model has {num_terms} terms: "
+                        f"dictionary.dict does not belong to this model")
+    log.info("%s: re-applied filter_extremes(no_below=20, no_above=0.5) to the unfiltered dictionary "
+             "(%d -> %d words), as the release's label script does", source, before, len(dictionary))
+    return True
 
 
 class TopicModel:
     """A gensim LDA model plus its dictionary and the preprocessing that produced its corpus."""
 
-    def __init__(self, lda: LdaModel, dictionary: Dictionary, lemmatizer: str = "auto",
-                 source: Path | None = None):
+    def __init__(self, lda: LdaModel, dictionary: Dictionary, lemmatizer: str = "wordnet",
+                 source: Path | None = None, stop_words: str = "release", dictionary_refiltered: bool = False):
         self.lda = lda
         self.dictionary = dictionary
         self.lda.id2word = dictionary
         self.lemmatizer = lemmatizer
+        self.stop_words = stop_words
         self.source = source
+        self.dictionary_refiltered = dictionary_refiltered
         if dictionary and max(dictionary.keys()) >= lda.num_terms:
             raise DataError(f"{source or 'model'}: dictionary ids go up to {max(dictionary.keys())} but the model "
                             f"has {lda.num_terms} terms: dictionary.dict does not belong to this model")
         self._prep = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, lemmatizer: str | None = None) -> "TopicModel":
+    def load(cls, path: str | os.PathLike, lemmatizer: str | None = None,
+             stop_words: str | None = None) -> "TopicModel":
         """Load from a folder holding ``ldamodel{K}.lda`` + ``dictionary.dict``, or the ``.lda`` file.
 
-        ``lemmatizer`` defaults to the one recorded by lda/02 (meta.json beside the model),
-        else ``auto`` (WordNet, the paper's, when its data is present; else simplemma).
+        ``lemmatizer`` and ``stop_words`` default to those recorded by lda/02 (meta.json
+        beside the model), else the release's (``wordnet``, ``release``): the published
+        model was trained with them. An unfiltered dictionary (the published one) gets the
+        release's ``filter_extremes`` again (see the module docstring).
         """
         model_file = find_model_file(path)
         folder = model_file.parent
         lda = load_lda(model_file)
         dictionary = load_dictionary(folder / DICTIONARY_NAME)
-        lem = lemmatizer or _recorded_lemmatizer(folder) or "auto"
-        return cls(lda, dictionary, lemmatizer=lem, source=model_file)
+        refiltered = refilter_release_dictionary(dictionary, int(lda.num_terms), model_file)
+        lem = lemmatizer or _recorded(folder, "lemmatizer") or "wordnet"
+        stop = stop_words or _recorded(folder, "stop_words") or "release"
+        return cls(lda, dictionary, lemmatizer=lem, source=model_file, stop_words=stop,
+                   dictionary_refiltered=refiltered)
 
     @property
     def num_topics(self) -> int:
@@ -217,20 +262,28 @@ class TopicModel:
         if self._prep is None:
             from .preprocess import Preprocessor
 
-            self._prep = Preprocessor(self.lemmatizer)
+            self._prep = Preprocessor(self.lemmatizer, self.stop_words)
         return self._prep
 
     def bow(self, tokens: Sequence[str]) -> list[tuple[int, int]]:
         return self.dictionary.doc2bow(list(tokens))
 
     # --- inference --------------------------------------------------------------------
+    @property
+    def minimum_probability(self) -> float:
+        """The cut-off of ``get_document_topics(minimum_probability=None)``: the model's own, at least 1e-8."""
+        return max(float(self.lda.minimum_probability), 1e-8)
+
     def infer_bow(self, bows: Iterable[Sequence[tuple[int, float]]], empty: str = "raise",
-                  seed: int = 0) -> np.ndarray:
-        """Topic distributions of bag-of-words documents: float32 ``(N, K)``; see ``empty`` above."""
+                  seed: int = 0, rows: str = "dense") -> np.ndarray:
+        """Topic vectors of bag-of-words documents: float32 ``(N, K)``; see ``empty`` and ``rows`` above."""
         if empty not in EMPTY_MODES:
             raise UserError(f"empty={empty!r}: choose one of {', '.join(EMPTY_MODES)}")
+        if rows not in ROW_MODES:
+            raise UserError(f"rows={rows!r}: choose one of {', '.join(ROW_MODES)}")
         bows = list(bows)
         k = self.num_topics
+        cutoff = self.minimum_probability if rows == "release" else None
         out = np.empty((len(bows), k), dtype=np.float32)
         empty_rows = []
         saved_state = self.lda.random_state
@@ -243,11 +296,15 @@ class TopicModel:
                 # Reseeding per document makes the vector a function of (text, seed) alone.
                 self.lda.random_state = np.random.RandomState(seed)
                 gamma, _ = self.lda.inference([bow])
-                g = np.asarray(gamma[0], dtype=np.float64)
-                total = g.sum()
+                # gensim's own normalisation, in the model's dtype: the builtin sum() adds the
+                # values one by one, as get_document_topics does, so cut-off decisions agree.
+                total = sum(gamma[0])
                 if not np.isfinite(total) or total <= 0:
                     raise DataError(f"document {i}: LDA inference gave a degenerate vector (sum {total})")
-                out[i] = g / total
+                dist = gamma[0] / total
+                if cutoff is not None:
+                    dist = np.where(dist >= cutoff, dist, 0)  # get_document_topics keeps value >= cut-off
+                out[i] = dist
         finally:
             self.lda.random_state = saved_state
         if empty_rows and empty == "raise":
@@ -257,19 +314,21 @@ class TopicModel:
                             f"empty='uniform' or 'nan' to get a vector for them")
         return out
 
-    def infer_tokens(self, token_lists: Iterable[Sequence[str]], empty: str = "raise", seed: int = 0) -> np.ndarray:
-        return self.infer_bow((self.bow(t) for t in token_lists), empty=empty, seed=seed)
+    def infer_tokens(self, token_lists: Iterable[Sequence[str]], empty: str = "raise", seed: int = 0,
+                     rows: str = "dense") -> np.ndarray:
+        return self.infer_bow((self.bow(t) for t in token_lists), empty=empty, seed=seed, rows=rows)
 
-    def infer(self, raw_texts: Sequence[str], empty: str = "raise", seed: int = 0) -> np.ndarray:
-        """Topic distributions of raw texts (wiki markup allowed): float32 ``(N, K)``, rows sum to 1.
+    def infer(self, raw_texts: Sequence[str], empty: str = "raise", seed: int = 0, rows: str = "dense") -> np.ndarray:
+        """Topic vectors of raw texts (wiki markup allowed): float32 ``(N, K)``.
 
         ``empty``: what to do with a text that has no dictionary word after preprocessing:
-        ``"raise"`` (DataError), ``"uniform"`` (1/K row) or ``"nan"`` (NaN row).
+        ``"raise"`` (DataError), ``"uniform"`` (1/K row) or ``"nan"`` (NaN row). ``rows``:
+        ``"dense"`` (rows sum to 1) or ``"release"`` (the 0.01 cut-off, see the module docstring).
         """
         if isinstance(raw_texts, str):
             raise UserError("TopicModel.infer takes a list of texts, not one string")
         prep = self.preprocessor()
-        return self.infer_tokens((prep(t or "") for t in raw_texts), empty=empty, seed=seed)
+        return self.infer_tokens((prep(t or "") for t in raw_texts), empty=empty, seed=seed, rows=rows)
 
     # --- inspection -------------------------------------------------------------------
     def top_words(self, topic: int, n: int = 10) -> list[tuple[str, float]]:
@@ -283,4 +342,5 @@ class TopicModel:
 
     def __repr__(self) -> str:
         return (f"TopicModel(num_topics={self.num_topics}, vocabulary={len(self.dictionary)}, "
-                f"lemmatizer={self.lemmatizer!r}, source={str(self.source) if self.source else None!r})")
+                f"lemmatizer={self.lemmatizer!r}, stop_words={self.stop_words!r}, "
+                f"source={str(self.source) if self.source else None!r})")

@@ -3,9 +3,12 @@
 :data:`ARTEFACTS` lists the published files with their Google Drive ids (REFERENCE.md);
 ``pretrained/download.py`` fetches them. :func:`convert_training_labels` turns the
 published ``training_labels40.json`` ({image path: [40 floats]}) into our labels stage
-format (``RUN/labels/``: ``labels.npy`` float32 (N, K) with rows summing to 1,
-``index.txt`` aligned image paths, ``meta.json``), so ``cnn/01_pack_images.py`` can
-train on the authors' exact targets::
+format (``RUN/labels/``: ``labels.npy`` float32 (N, K), ``index.txt`` aligned image paths,
+``meta.json``), so ``cnn/01_pack_images.py`` can train on the authors' exact targets. The
+rows are kept as published: the release's 0.01 cut-off leaves them summing to a little
+less than 1, and they are not renormalised unless ``renormalize=True``. With a
+collection, every key must resolve inside it (symlinks included); keys that leave it are
+refused and counted as ``outside_collection``::
 
     from texttopicnet.weights.published import convert_training_labels
     convert_training_labels("pretrained/training_labels40.json", "runs/published/labels",
@@ -26,8 +29,10 @@ import numpy as np
 from ..core import provenance
 from ..core.errors import DataError
 from ..core.io import save_npy, sha256_file, write_lines
+from ..core.paths import OUTSIDE, inside
 
 LABELS_STAGE = "labels"  # the stage name lda/03_generate_labels.py records: downstream stages accept either
+SUM_TOLERANCE = 1e-5     # a row may sum to at most 1 + this (float rounding in the JSON)
 
 
 @dataclass(frozen=True)
@@ -51,27 +56,33 @@ EXPECTED_OUTPUTS = {"TextTopicNet_Wikipedia_ImageCLEF_40Topics.caffemodel": 40,
                     "TextTopicNet_finetuned_VOC2007.caffemodel": 20}
 
 
-def _resolve(key: str, collection: Path) -> Path | None:
-    """The image file a published key names, under ``collection``; None if it is not there.
+def _resolve(key: str, collection: Path) -> tuple[Path | None, str | None]:
+    """The image file a published key names under ``collection``: ``(path, None)`` or ``(None, reason)``.
 
     Keys may be relative to the collection root (what the original wrote) or absolute
     paths from the authors' machine; for the latter the part from the last ``images``
-    folder on is tried under ``collection``.
+    folder on is looked up under ``collection``. A key that resolves outside the
+    collection (``..``, an absolute path elsewhere, a symlink leading out) is refused:
+    reason ``outside_collection``; a key inside it that names no file: ``image_not_found``.
     """
     rel = key.replace("\\", "/")
-    cands = []
-    if os.path.isabs(rel):
-        cands.append(Path(rel))
+    if os.path.isabs(rel) and inside(collection, rel) is None:
         parts = rel.split("/")
-        if "images" in parts:
-            i = len(parts) - 1 - parts[::-1].index("images")
-            cands.append(collection.joinpath(*parts[i:]))
-    else:
-        cands.append(collection / rel)
-    for cand in cands:
-        if cand.is_file():
-            return cand.absolute()
-    return None
+        if "images" not in parts:
+            return None, OUTSIDE
+        i = len(parts) - 1 - parts[::-1].index("images")
+        rel = "/".join(parts[i:])
+    found = inside(collection, rel)
+    if found is None:
+        return None, OUTSIDE
+    if not found.is_file():
+        return None, "image_not_found"
+    return found, None
+
+
+def _unsafe_without_root(key: str) -> bool:
+    """Without a collection nothing is read, but a key that climbs (``..``) is still refused."""
+    return ".." in key.replace("\\", "/").split("/")
 
 
 def _read_json(path: Path) -> dict:
@@ -97,28 +108,33 @@ def _row(value) -> tuple[np.ndarray | None, str | None]:
     row = np.asarray(value, dtype=np.float64)
     if (row < 0).any():
         return None, "negative"
-    if row.sum() <= 0:
+    total = row.sum()
+    if total <= 0:
         return None, "zero_sum"
+    if total > 1.0 + SUM_TOLERANCE:
+        return None, "sum_above_one"
     return row, None
 
 
 def convert_training_labels(json_path: str | os.PathLike, out_dir: str | os.PathLike,
                             collection: str | os.PathLike | None = None, force: bool = False,
-                            log=print) -> dict:
+                            log=print, renormalize: bool = False) -> dict:
     """Write ``out_dir/{labels.npy,index.txt,meta.json}`` from the published labels JSON.
 
-    Rows that are not K finite, non-negative numbers with a positive sum are skipped
-    and counted by reason; kept rows are renormalised to sum to 1 (the JSON stores
-    floats rounded by ``json.dump``). With ``collection``, keys are resolved to
-    absolute image paths and images not found there are skipped (counted); without
-    it the keys are written as they are. Returns the counts. Idempotent: a finished
-    conversion of the same file is kept unless ``force``.
+    Rows that are not K finite, non-negative numbers summing to a value in (0, 1] are
+    skipped and counted by reason. Kept rows are written as published (the release's
+    rows leave out topics under its 0.01 cut-off, so they sum to a little less than 1);
+    ``renormalize=True`` scales each to sum 1 instead. With ``collection``, keys are
+    resolved to absolute image paths inside it: keys leaving it are refused
+    (``outside_collection``) and images not found there skipped (both counted); without
+    it the keys are written as they are (those climbing with ``..`` refused). Returns the
+    counts. Idempotent: a finished conversion of the same file is kept unless ``force``.
     """
     json_path, out_dir = Path(json_path), Path(out_dir)
     source_sha = sha256_file(json_path) if json_path.is_file() else None
     meta = provenance.read_meta(out_dir)
     if (not force and provenance.stage_is_done(out_dir, LABELS_STAGE) and meta
-            and meta.get("source_sha256") == source_sha
+            and meta.get("source_sha256") == source_sha and bool(meta.get("renormalized")) == renormalize
             and meta.get("collection") == (str(Path(collection).absolute()) if collection else None)):
         log(f"already done: {out_dir} holds the labels converted from {json_path.name} (--force redoes it)")
         return meta["counts"]
@@ -138,20 +154,21 @@ def convert_training_labels(json_path: str | os.PathLike, out_dir: str | os.Path
         if problem is None and row.size != k:
             problem = "wrong_length"
         if problem is None and coll is not None:
-            found = _resolve(key, coll)
-            if found is None:
-                problem = "image_not_found"
-            else:
+            found, problem = _resolve(key, coll)
+            if found is not None:
                 key = str(found)
+        elif problem is None and _unsafe_without_root(key):
+            problem = OUTSIDE
         if problem is not None:
             skipped[problem] += 1
             continue
         if "\n" in key:
             skipped["bad_path"] += 1
             continue
-        rows.append(row / row.sum())
+        rows.append(row / row.sum() if renormalize else row)
         paths.append(key)
-    counts = {"entries": len(data), "kept": len(rows), "num_topics": k, "skipped": dict(sorted(skipped.items()))}
+    counts = {"entries": len(data), "kept": len(rows), "num_topics": k, "skipped": dict(sorted(skipped.items())),
+              OUTSIDE: skipped.get(OUTSIDE, 0)}
     for reason, n in sorted(skipped.items()):
         log(f"skipped {n} of {len(data)} entries: {reason}")
     if not rows:
@@ -166,6 +183,10 @@ def convert_training_labels(json_path: str | os.PathLike, out_dir: str | os.Path
                           inputs=[json_path], outputs=[out_dir / "labels.npy", out_dir / "index.txt"],
                           extra={"source": "published", "source_sha256": source_sha,
                                  "collection": str(coll) if coll else None, "num_topics": k, "counts": counts,
+                                 "renormalized": renormalize,
+                                 "label_rows": "dense (renormalised)" if renormalize else "release (as published)",
+                                 "row_sums": {"min": float(labels.astype(np.float64).sum(axis=1).min()),
+                                              "max": float(labels.astype(np.float64).sum(axis=1).max())},
                                  "paths_resolved": coll is not None,
                                  "note": "no articles.txt: the published JSON does not name the articles"})
     log(f"wrote {out_dir / 'labels.npy'} {labels.shape} and index.txt"
