@@ -189,6 +189,12 @@ def test_full_caffenet_roundtrip_bitwise_and_forward(caffe_pb, tmp_path):
         a, b = direct.extract(x, ["pool5", "fc8"]), net.extract(x, ["pool5", "fc8"])
     assert torch.equal(a["pool5"], b["pool5"]) and torch.equal(a["fc8"], b["fc8"])
     assert b["fc8"].shape == (2, 20) and a["fc8"].abs().sum() > 0
+    # The .caffemodel itself loads too (converted in memory), named by its own checksum.
+    raw, raw_info = load_network(src)
+    assert raw_info["arch"] == "caffenet" and raw_info["sha256"] == sha256_file(src)
+    with torch.no_grad():
+        assert torch.equal(raw.extract(x, ["fc8"])["fc8"], b["fc8"])
+    del raw
 
     # Idempotent: a second run keeps the file; --force redoes it.
     mtime = out.stat().st_mtime_ns

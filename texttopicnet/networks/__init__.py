@@ -1,5 +1,6 @@
-"""Network definitions."""
+"""Network definitions: CaffeNet (the paper's), the backbone registry, layers by name."""
 
+from . import backbones, layers
 from .caffenet import FEATURE_LAYERS, MEAN_BGR, CaffeNet, param_groups, preprocess_uint8
 
-__all__ = ["CaffeNet", "FEATURE_LAYERS", "MEAN_BGR", "param_groups", "preprocess_uint8"]
+__all__ = ["FEATURE_LAYERS", "MEAN_BGR", "CaffeNet", "backbones", "layers", "param_groups", "preprocess_uint8"]
