@@ -2,6 +2,27 @@
 
 A Python 3 / PyTorch reimplementation. Reusable code lives in this package; the
 numbered stage scripts in ``lda/``, ``cnn/`` and ``experiments/`` are thin wrappers.
+
+Top-level API (imported on first use, so ``import texttopicnet`` stays light)::
+
+    texttopicnet.fit_text_space(kind, texts, seed=0, **options)   # lda, lsi, word2vec, doc2vec, fasttext, glove
+    texttopicnet.load_text_space(path)
 """
 
 __version__ = "0.1.0"
+
+_LAZY = {"fit_text_space": "texttopicnet.text.spaces", "load_text_space": "texttopicnet.text.spaces"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module 'texttopicnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
