@@ -8,10 +8,20 @@ and trains LDA on every document. Writes RUN/lda/{dictionary.dict (filtered: the
 vocabulary), corpus.mm, documents.txt, ldamodel{K}.lda (+ gensim side files), topics.json,
 quality.json, meta.json}; tokens.txt/tokens.json are a resumable cache.
 
+``--space NAME`` fits another text space (lsi, word2vec, doc2vec, fasttext, glove:
+texttopicnet/text/spaces, docs/text_spaces.md) on the same documents (the same tokens, one
+per image by default) and saves it to RUN/space/ (manifest.json + the space's files);
+RUN/lda/meta.json records the space, its options (``--space-option KEY=VALUE``) and where it
+is, and lda/03 labels the images with it. The default, ``lda``, is the code path above.
+
+A finished run is redone when an argument that shapes the space changed (``--space``,
+``--corpus-unit``, ``--num-topics``, ...); --force redoes it anyway.
+
 Run::
 
     python lda/02_learn_lda.py --out runs/demo --no-below 3 --passes 10 --reproducible   # tiny demo corpus
     python lda/02_learn_lda.py --out runs/full                                           # paper settings
+    python lda/02_learn_lda.py --out runs/demo --space word2vec --space-option dim=100 --space-option min_count=2
 """
 
 from __future__ import annotations
@@ -28,15 +38,31 @@ from gensim.corpora import MmCorpus  # noqa: E402
 from texttopicnet.core import cli, io, provenance  # noqa: E402
 from texttopicnet.core.errors import UserError  # noqa: E402
 from texttopicnet.data.pairs import inputs_unchanged, read_pairs_tsv, unique_articles  # noqa: E402
-from texttopicnet.text import lda_train, preprocess  # noqa: E402
+from texttopicnet.text import lda_train, preprocess, space_train  # noqa: E402
+from texttopicnet.text.spaces import DEFAULT_SPACE, SPACES, default_options  # noqa: E402
 from texttopicnet.text.topics import DICTIONARY_NAME, model_filename, save_lda  # noqa: E402
 
 STAGE = "lda"
+SPACE_DIR = "space"  # RUN/space: where a space other than LDA is saved
+# Arguments that shape the outputs (a finished run with other values is redone), per space.
+# (Another pairs file is another input path, which inputs_unchanged already tells apart.)
+COMMON_KEYS = ("space", "corpus_unit", "lemmatizer", "stop_words", "seed")
+LDA_KEYS = ("num_topics", "no_below", "no_above", "keep_n", "passes", "chunksize", "iterations", "reproducible",
+            "holdout", "coherence")
+SPACE_KEYS = ("space_option",)
 
 
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.seed_parser(), cli.workers_parser()])
     p.add_argument("--pairs", type=Path, default=None, help="pairs.tsv to read (default: RUN/pairs/pairs.tsv)")
+    p.add_argument("--space", choices=SPACES, default=DEFAULT_SPACE,
+                   help="the text space the CNN learns to predict: lda = the paper's topic model (the options below); "
+                        "lsi / word2vec / doc2vec / fasttext / glove = the related work's spaces "
+                        "(docs/text_spaces.md), fit on the same documents and saved to RUN/space")
+    p.add_argument("--space-option", action="append", default=None, metavar="KEY=VALUE",
+                   help="an option of a space other than lda, repeatable (e.g. dim=100, min_count=2, epochs=10, "
+                        "weighting=tfidf, workers=4, vectors=glove.6B.50d.txt); defaults are the related work's, "
+                        "see texttopicnet/text/spaces/<space>.py. workers=1 (their default) is the reproducible one")
     p.add_argument("--num-topics", type=int, default=40,
                    help="LDA topics; the paper found 40 best on validation among the sizes it tried")
     p.add_argument("--corpus-unit", choices=lda_train.CORPUS_UNITS, default="image",
@@ -89,17 +115,33 @@ def check_args(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     cli.print_config("learn_lda", args)
     check_args(args)
+    is_lda = args.space == "lda"
+    if is_lda and args.space_option:
+        raise UserError("--space-option is for the spaces other than lda; lda takes --num-topics, --no-below, ...")
+    space_options = {} if is_lda else space_train.parse_options(args.space_option)
     out_dir = args.out / "lda"
     pairs_path = args.pairs or args.out / "pairs" / "pairs.tsv"
-    if provenance.stage_is_done(out_dir, STAGE) and not args.force and inputs_unchanged(out_dir, [pairs_path]):
+    keys = COMMON_KEYS + (LDA_KEYS if is_lda else SPACE_KEYS)
+    changed = provenance.args_changed(out_dir, args, keys, defaults=vars(parser.parse_args([])))
+    if (provenance.stage_is_done(out_dir, STAGE) and not args.force and inputs_unchanged(out_dir, [pairs_path])
+            and not changed):
         cli.log(f"already done: {out_dir} (use --force to redo)")
         return 0
+    if changed and provenance.stage_is_done(out_dir, STAGE):
+        cli.log(f"redoing {out_dir}: arguments changed since it finished ({provenance.format_changes(changed)})")
     if args.pairs is None and pairs_path.exists() and not provenance.stage_is_done(pairs_path.parent, "pairs"):
         raise UserError(f"{pairs_path.parent}: the pairs stage has not finished (no valid meta.json); "
                         f"run lda/01_build_train_dict.py --out {args.out} first")
+    if not is_lda:
+        _note_unused_lda_flags(args, parser)
+        space_dir = args.out / SPACE_DIR
+        if space_dir.is_dir() and any(space_dir.iterdir()) and not (space_dir / "manifest.json").is_file():
+            raise UserError(f"{space_dir}: exists and is not a saved text space; move it away (the {args.space} "
+                            f"space is saved there)")
     pairs = read_pairs_tsv(pairs_path)
     articles = unique_articles(pairs)
     lemmatizer, fallback = preprocess.resolve_lemmatizer_noted(args.lemmatizer)
@@ -108,6 +150,7 @@ def main(argv=None) -> int:
     stop_record = preprocess.stop_words_record(args.stop_words)
     cli.log(f"{len(pairs)} images, {len(articles)} unique articles from {pairs_path}; lemmatizer: {lemmatizer}; "
             f"stop words: {args.stop_words} ({stop_record['stop_words_count']} words)")
+    previous = provenance.recorded_outputs(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance.invalidate(out_dir)
     progress = not args.no_progress
@@ -121,7 +164,31 @@ def main(argv=None) -> int:
     for line in stats.unreadable[:5]:
         cli.log(f"  unreadable: {line}")
     t_pre = time.perf_counter() - t0
+    common = {"pairs": pairs, "articles": articles, "pairs_path": pairs_path, "tokens_path": tokens_path,
+              "stats": stats, "lemmatizer": lemmatizer, "fallback": fallback, "stop_record": stop_record,
+              "t_pre": t_pre}
+    if is_lda:
+        outputs = _learn_lda(args, out_dir, **common)
+    else:
+        outputs = _fit_space(args, out_dir, space_options, **common)
+    removed = provenance.remove_stale_outputs(previous, outputs)
+    if removed:
+        cli.log(f"removed {len(removed)} file(s) of the previous run: " + ", ".join(p.name for p in removed[:8]))
+    cli.log(f"wrote {out_dir}")
+    return 0
 
+
+def _note_unused_lda_flags(args, parser) -> None:
+    defaults = vars(parser.parse_args([]))
+    unused = [k for k in LDA_KEYS if getattr(args, k) != defaults[k]]
+    if unused:
+        cli.log(f"note: {', '.join('--' + k.replace('_', '-') for k in unused)} configure the lda space only; "
+                f"{args.space} takes --space-option KEY=VALUE (its defaults: {default_options(args.space)})")
+
+
+def _learn_lda(args, out_dir: Path, pairs, articles, pairs_path, tokens_path, stats, lemmatizer, fallback,
+               stop_record, t_pre) -> list[Path]:
+    """The paper's LDA (the stage's code path before --space existed, unchanged). Returns the outputs."""
     doc_articles = lda_train.document_articles(pairs, articles, args.corpus_unit)
     dictionary, vocab_before = lda_train.build_dictionary(tokens_path, args.no_below, args.no_above,
                                                           keep_n=args.keep_n or None, doc_articles=doc_articles)
@@ -165,18 +232,49 @@ def main(argv=None) -> int:
               "images": len(pairs), "vocabulary_before_filter": vocab_before, "vocabulary": len(dictionary),
               "train_documents": len(train), "heldout_articles": len(heldout_first),
               "heldout_documents": len(excluded)}
+    outputs = [dict_path, mm_path, Path(f"{mm_path}.index"), docs_path, topics_path, quality_path, *model_files]
     provenance.write_meta(
         out_dir, STAGE, args, inputs=[pairs_path],
-        outputs=[dict_path, mm_path, Path(f"{mm_path}.index"), docs_path, topics_path, quality_path, *model_files],
-        extra={"lemmatizer": lemmatizer, "lemmatizer_requested": args.lemmatizer, "lemmatizer_fallback": fallback,
+        outputs=outputs,
+        extra={"space": "lda", "space_dir": str(out_dir), "lemmatizer": lemmatizer,
+               "lemmatizer_requested": args.lemmatizer, "lemmatizer_fallback": fallback,
                **stop_record, "corpus_unit": args.corpus_unit, "keep_n": args.keep_n or None,
                "dictionary_saved": "after filter_extremes (the release saved it before; TopicModel.load accepts both)",
                "lda_mode": mode, "counts": counts,
                "excluded": {"empty_after_preprocessing": stats.empty_after_preprocessing[:1000],
                             "no_dictionary_words": no_words[:1000], "unreadable": stats.unreadable[:1000]},
                "timing_s": {"preprocessing": round(t_pre, 2), "lda": round(t_lda, 2)}})
-    cli.log(f"wrote {out_dir}")
-    return 0
+    return outputs
+
+
+def _fit_space(args, out_dir: Path, options: dict, pairs, articles, pairs_path, tokens_path, stats, lemmatizer,
+               fallback, stop_record, t_pre) -> list[Path]:
+    """A space other than LDA on the same documents, saved to RUN/space. Returns the outputs."""
+    doc_articles = lda_train.document_articles(pairs, articles, args.corpus_unit)
+    tokenizer = {"name": "project", "lemmatizer": lemmatizer, "stop_words": args.stop_words}
+    space_dir = args.out / SPACE_DIR
+    cli.log(f"fitting the {args.space} space on {len(doc_articles)} documents (one per {args.corpus_unit}), "
+            f"options {options or '(defaults)'} ...")
+    t1 = time.perf_counter()
+    space = space_train.fit_space(args.space, tokens_path, doc_articles, args.seed, tokenizer, options)
+    t_fit = time.perf_counter() - t1
+    space.save(space_dir)
+    outputs = space_train.space_files(space_dir)
+    cli.log(f"{args.space}: {space.dim} dimensions, {space.similarity} similarity, "
+            f"{len(space.vocabulary())} words; fit in {t_fit:.1f} s; saved to {space_dir}")
+    counts = {**stats.as_dict(), "corpus_documents": len(doc_articles), "images": len(pairs),
+              "vocabulary": len(space.vocabulary())}
+    provenance.write_meta(
+        out_dir, STAGE, args, inputs=[pairs_path], outputs=outputs,
+        extra={"space": args.space, "space_dir": str(space_dir), "space_kind": space.kind,
+               "similarity": space.similarity, "dim": space.dim, "space_options": space.options,
+               "tokenizer": space.tokenizer.spec, "space_info": space.info,
+               "lemmatizer": lemmatizer, "lemmatizer_requested": args.lemmatizer, "lemmatizer_fallback": fallback,
+               **stop_record, "corpus_unit": args.corpus_unit, "counts": counts,
+               "excluded": {"empty_after_preprocessing": stats.empty_after_preprocessing[:1000],
+                            "unreadable": stats.unreadable[:1000]},
+               "timing_s": {"preprocessing": round(t_pre, 2), "fit": round(t_fit, 2)}})
+    return outputs
 
 
 if __name__ == "__main__":

@@ -80,3 +80,43 @@ def test_large_outputs_fingerprinted_by_size(tmp_path, monkeypatch):
     assert provenance.stage_is_done(tmp_path, "pack")
     big.write_bytes(b"x" * 50)  # truncated
     assert not provenance.stage_is_done(tmp_path, "pack")
+
+
+def test_args_changed_compares_recorded_arguments(tmp_path):
+    import argparse
+    from pathlib import Path
+
+    out = tmp_path / "stage"
+    out.mkdir()
+    assert provenance.args_changed(out, {"space": "lda"}, ["space"]) == {}  # nothing recorded: nothing to compare
+    provenance.write_meta(out, "lda", argparse.Namespace(space="lda", pairs=Path("/r/pairs.tsv"), opts=["a=1"],
+                                                         workers=2))
+    same = {"space": "lda", "pairs": Path("/r/pairs.tsv"), "opts": ("a=1",), "workers": 8}
+    assert provenance.args_changed(out, same, ["space", "pairs", "opts"]) == {}  # workers not compared
+    other = {**same, "space": "word2vec", "opts": ["a=2"]}
+    assert provenance.args_changed(out, other, ["space", "pairs", "opts"]) == {
+        "space": ("lda", "word2vec"), "opts": (["a=1"], ["a=2"])}
+    assert "--space 'lda' -> 'word2vec'" in provenance.format_changes({"space": ("lda", "word2vec")})
+    # A meta.json from before an option existed: the option's default stands for the recorded value.
+    assert provenance.args_changed(out, {"target": None}, ["target"], defaults={"target": None}) == {}
+    assert provenance.args_changed(out, {"target": "x"}, ["target"], defaults={"target": None}) == {
+        "target": (None, "x")}
+    assert "target" in provenance.args_changed(out, {"target": None}, ["target"])  # no default: changed
+
+
+def test_remove_stale_outputs_touches_only_recorded_files(tmp_path):
+    out = tmp_path / "lda"
+    out.mkdir()
+    (tmp_path / "space").mkdir()
+    old = [out / "ldamodel40.lda", out / "dictionary.dict", tmp_path / "space" / "w.model"]
+    for p in old:
+        p.write_text("x")
+    (out / "tokens.txt").write_text("cache")  # not an output: kept
+    provenance.write_meta(out, "lda", {}, outputs=old)
+    previous = provenance.recorded_outputs(out)
+    assert sorted(previous) == sorted(old)
+    (out / "dictionary.dict").write_text("new")
+    removed = provenance.remove_stale_outputs(previous, [out / "dictionary.dict", out / "ldamodel8.lda"])
+    assert sorted(removed) == sorted([out / "ldamodel40.lda", tmp_path / "space" / "w.model"])
+    assert (out / "dictionary.dict").read_text() == "new" and (out / "tokens.txt").is_file()
+    assert (tmp_path / "space").is_dir()

@@ -131,3 +131,26 @@ def test_everything_excluded_is_an_error(setup):
     vecs, status = labels.infer_articles(articles[3:], model_dir, lemmatizer="none", progress=False)
     with pytest.raises(DataError, match="every article was excluded"):
         labels.assemble([p for p in images if p.article_path in articles[3:]], articles[3:], vecs, status)
+
+
+def test_vector_targets_zero_rows_excluded_and_assembled_with_their_checker(tmp_path):
+    """Word-vector targets: L2 rows sum past 1, so the topic-row check refuses them and the transform's passes."""
+    from texttopicnet.text.spaces.targets import check_targets
+
+    articles = [tmp_path / f"{i}.txt" for i in range(4)]
+    images = [Pair(tmp_path / f"{i}_{j}.jpg", a, f"{i}_{j}") for i, a in enumerate(articles) for j in range(i + 1)]
+    vecs = np.array([[0.5, -1.0, 2.0], [3.0, 4.0, 0.0], [-2.0, -2.0, -2.0], [np.nan] * 3], dtype=np.float32)
+    status = [None, None, None, "no_dictionary_words"]
+    rows, status2 = labels.vector_targets(vecs, status, "minshift_l2")
+    # Written out: [0.5, -1, 2] - (-1) = [1.5, 0, 3] / sqrt(11.25); [3, 4, 0] / 5; a constant row shifts to 0.
+    np.testing.assert_allclose(rows[0], np.array([1.5, 0, 3]) / np.sqrt(11.25), atol=1e-6)
+    np.testing.assert_allclose(rows[1], [0.6, 0.8, 0.0], atol=1e-6)
+    assert status2 == [None, None, "zero_target", "no_dictionary_words"] and np.isnan(rows[2:]).all()
+    with pytest.raises(DataError, match="sum to more than 1"):
+        labels.assemble(images, articles, rows, status2)
+    result = labels.assemble(images, articles, rows, status2, check=lambda y: check_targets(y, "minshift_l2"))
+    assert result.labels.shape == (3, 3) and result.images == [str(p.image_path) for p in images[:3]]
+    assert result.counts["excluded_articles"] == {**NO_EXCLUSION, "zero_target": 1, "no_dictionary_words": 1}
+    assert result.counts["excluded_images"] == {**NO_EXCLUSION, "zero_target": 3, "no_dictionary_words": 4}
+    mx, _ = labels.vector_targets(vecs, status, "minshift_max")
+    np.testing.assert_allclose(mx[0], [0.5, 0.0, 1.0], atol=1e-6)  # (v - min) / max: [1.5, 0, 3] / 3

@@ -4,7 +4,9 @@
 versions, the time and checksums of its inputs and outputs. It is written last,
 atomically, so its presence (with matching output checksums) is what marks a stage
 as finished: :func:`stage_is_done` checks it, and stages skip finished work unless
-``--force``.
+``--force``. A finished stage is redone when the arguments that shape its outputs
+changed (:func:`args_changed`), and a redo removes the outputs the previous run
+recorded that the new run does not write (:func:`remove_stale_outputs`).
 """
 
 from __future__ import annotations
@@ -143,3 +145,68 @@ def invalidate(out_dir: str | os.PathLike) -> None:
     path = Path(out_dir) / META_NAME
     if path.exists():
         path.unlink()
+
+
+def args_changed(out_dir: str | os.PathLike, args: argparse.Namespace | dict, keys: Iterable[str],
+                 defaults: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+    """The arguments among ``keys`` whose value differs from the one the finished stage recorded.
+
+    Returns ``{key: (recorded, current)}`` (empty when nothing changed or nothing is
+    recorded). Values are compared in their ``meta.json`` form (paths as strings). A key
+    the recorded run does not have (a meta.json written before the option existed) counts
+    as recorded with ``defaults[key]`` (the option's default, which reproduces the older
+    behaviour); without a default it counts as changed.
+    """
+    meta = read_meta(out_dir)
+    if meta is None:
+        return {}
+    recorded = meta.get("args") or {}
+    current = _jsonable_args(args)
+    defaults = _jsonable_args(defaults or {})
+    missing = object()
+    changed = {}
+    for key in keys:
+        now = current.get(key)
+        before = recorded.get(key, defaults.get(key, missing))
+        if before is missing or _normal(before) != _normal(now):
+            changed[key] = (None if before is missing else before, now)
+    return changed
+
+
+def _normal(value: Any) -> Any:
+    """JSON round-trip form: tuples become lists, as they come back from meta.json."""
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _normal(v) for k, v in value.items()}
+    return value
+
+
+def format_changes(changed: dict[str, tuple[Any, Any]]) -> str:
+    """``--key old -> new, ...`` for a log line."""
+    return ", ".join(f"--{k.replace('_', '-')} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+
+
+def recorded_outputs(out_dir: str | os.PathLike) -> list[Path]:
+    """The output files the stage's meta.json lists (resolved against ``out_dir``; [] without meta)."""
+    meta = read_meta(out_dir) or {}
+    return [Path(os.path.normpath(Path(out_dir) / rel)) for rel in (meta.get("outputs") or {})]
+
+
+def remove_stale_outputs(previous: Iterable[str | os.PathLike], current: Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete the files of ``previous`` (a finished run's :func:`recorded_outputs`) not in ``current``.
+
+    Called when a stage is redone with other arguments, so that the folder never holds
+    files of two runs (an ``ldamodel40.lda`` beside a new ``ldamodel8.lda``, a saved text
+    space of another run). Only files a meta.json listed are touched (folders stay).
+    Returns the removed files.
+    """
+    keep = {os.path.normpath(os.path.abspath(p)) for p in current}
+    removed = []
+    for p in previous:
+        p = Path(p)
+        if os.path.normpath(os.path.abspath(p)) in keep or not p.is_file():
+            continue
+        p.unlink()
+        removed.append(p)
+    return removed

@@ -151,22 +151,27 @@ def check_item(item, options: CheckOptions | int = CheckOptions()) -> str | None
     return image_problem(item.image_path, options)
 
 
-def _check_chunk(args: tuple[Sequence, CheckOptions]) -> list[str | None]:
-    items, options = args
-    return [check_item(it, options) for it in items]
+def _check_chunk(args: tuple) -> list[str | None]:
+    items, options, check = args
+    return [check(it, options) for it in items]
 
 
-def check_items(items: Sequence, workers: int = 1, options: CheckOptions = CheckOptions(), chunk: int = 256,
-                progress: bool = True) -> list[str | None]:
-    """``check_item`` for every item, in order, over ``workers`` processes (with a progress bar)."""
+def check_items(items: Sequence, workers: int = 1, options=CheckOptions(), chunk: int = 256,
+                progress: bool = True, check=check_item) -> list[str | None]:
+    """``check(item, options)`` for every item, in order, over ``workers`` processes (with a progress bar).
+
+    ``check`` (a module-level function, so workers can import it) defaults to :func:`check_item`;
+    the manifest corpus passes its own (``manifest_pairs.check_record``).
+    """
     from tqdm import tqdm
 
     from ..text.preprocess import mp_context
 
     # Items whose listing already failed need no worker; only the rest are shipped out.
-    todo = [i for i, it in enumerate(items) if it.problem is None]
-    out: list[str | None] = [it.problem for it in items]
-    chunks = [([items[j] for j in todo[i:i + chunk]], options) for i in range(0, len(todo), chunk)]
+    problems = [getattr(it, "problem", None) for it in items]
+    todo = [i for i, p in enumerate(problems) if p is None]
+    out: list[str | None] = list(problems)
+    chunks = [([items[j] for j in todo[i:i + chunk]], options, check) for i in range(0, len(todo), chunk)]
     bar = tqdm(total=len(todo), desc="checking images", unit="img", disable=not progress)
     results: list[str | None] = []
     try:

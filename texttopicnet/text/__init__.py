@@ -1,2 +1,2 @@
-"""Text: preprocessing (``preprocess``), the LDA topic space (``topics``, ``lda_train``) and the
-per-image training labels (``labels``)."""
+"""Text: preprocessing (``preprocess``), the LDA topic space (``topics``, ``lda_train``), the other text spaces
+(``spaces``, fit on the stage's tokens by ``space_train``) and the per-image training labels (``labels``)."""

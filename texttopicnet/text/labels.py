@@ -14,6 +14,13 @@ is excluded, with its images, and counted by reason:
 
 It is never given a NaN or a silent uniform label.
 
+Spaces other than LDA (lda/03 ``--space``): the article vectors come from
+``texttopicnet.text.spaces.articles.embed_articles`` and :func:`vector_targets` turns the
+kept ones into training targets (``targets.make_targets``: ``minshift_l2`` by default, or
+``minshift_max``); a vector whose target is all zero (a constant vector) is excluded as
+``zero_target``. :func:`assemble` then takes the transform's checker
+(``check=lambda y: targets.check_targets(y, name)``): L2-normalised rows sum to more than 1.
+
 Rows (``rows``, :data:`texttopicnet.text.topics.ROW_MODES`): ``"release"`` (default) is the
 release's ``get_document_topics(bow, minimum_probability=None)`` written into a K-vector:
 topics under the model's 0.01 cut-off are 0 and nothing is renormalised, so a row sums to
@@ -31,16 +38,17 @@ Use::
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from ..core.errors import DataError
 
-EXCLUSION_REASONS = ("unreadable", "empty_after_preprocessing", "no_dictionary_words", "all_topics_below_cutoff")
+EXCLUSION_REASONS = ("unreadable", "empty_after_preprocessing", "no_dictionary_words", "all_topics_below_cutoff",
+                     "zero_target")
 SUM_TOLERANCE = 1e-5
 
 _WORKER: dict = {}
@@ -141,8 +149,11 @@ class LabelSet:
 
 
 def assemble(pairs: Sequence, articles: Sequence[str | Path], vectors: np.ndarray,
-             status: Sequence[str | None]) -> LabelSet:
-    """One row per image (in ``pairs`` order) from its article's vector; excluded articles dropped, counted."""
+             status: Sequence[str | None], check: Callable[[np.ndarray], None] | None = None) -> LabelSet:
+    """One row per image (in ``pairs`` order) from its article's vector; excluded articles dropped, counted.
+
+    ``check`` verifies the rows (raises ``DataError``); default :func:`check_labels`, the topic rows' contract.
+    """
     where = {str(a): i for i, a in enumerate(articles)}
     rows, images, arts = [], [], []
     excluded_images: Counter = Counter()
@@ -168,8 +179,29 @@ def assemble(pairs: Sequence, articles: Sequence[str | Path], vectors: np.ndarra
         "excluded_article_paths": {r: [str(articles[i]) for i, s in enumerate(status) if s == r][:100]
                                    for r in EXCLUSION_REASONS},
     }
-    check_labels(labels)
+    (check or check_labels)(labels)
     return LabelSet(labels, images, arts, counts)
+
+
+def vector_targets(vectors: np.ndarray, status: Sequence[str | None], target: str
+                   ) -> tuple[np.ndarray, list[str | None]]:
+    """Training targets of the usable article vectors (``targets.make_targets``), NaN elsewhere.
+
+    Returns ``(targets, status)``; a usable vector whose target row is all zero gets the
+    status ``zero_target`` (a row with nothing to learn; never a silent zero label).
+    """
+    from .spaces.targets import make_targets
+
+    status = list(status)
+    out = np.full(vectors.shape, np.nan, dtype=np.float32)
+    kept = np.array([s is None for s in status], dtype=bool)
+    if kept.any():
+        out[kept] = make_targets(vectors[kept], target)
+    for i in np.flatnonzero(kept):
+        if not out[i].any():
+            status[i] = "zero_target"
+            out[i] = np.nan
+    return out, status
 
 
 def check_labels(labels: np.ndarray, tol: float = SUM_TOLERANCE) -> None:
