@@ -101,3 +101,24 @@ def test_default_folder_honours_nltk_data(monkeypatch, tmp_path):
 def test_command_line(debian_wordnet, tmp_path):
     assert wordnet.main(["--install", str(tmp_path), "--no-download"]) == 0
     assert wordnet.main(["--install", str(tmp_path / "x"), "--source", str(tmp_path / "none"), "--no-download"]) == 2
+
+
+def test_fast_noun_lemmatizer_equals_nltk_wordnetlemmatizer(shared_data):
+    """Our lemma-only reader (no multilingual sense map) against NLTK's own WordNetLemmatizer,
+    word for word over the vocabulary of real Wikipedia texts plus irregular forms."""
+    import re
+
+    from nltk.stem import WordNetLemmatizer
+
+    try:
+        reference = WordNetLemmatizer().lemmatize
+        reference("dogs")
+    except LookupError:
+        pytest.skip("NLTK WordNet data not installed (python -m texttopicnet.text.wordnet --install)")
+    words = {"was", "dates", "geese", "mice", "aardwolves", "abaci", "us", "corpora", "criteria", "people",
+             "analyses", "hardrock", "ﬁsh", "ünïcode", "42nd", "_", "x"}
+    for f in sorted((shared_data / "wikipedia" / "texts").glob("*.xml"))[:60]:
+        words.update(re.findall(r"\w+", f.read_text(encoding="utf-8", errors="replace").lower()))
+    ours = wordnet.noun_lemmatizer()
+    differ = [w for w in sorted(words) if ours(w) != reference(w)]
+    assert len(words) > 5000 and differ == []

@@ -96,10 +96,8 @@ def check_folder(folder: str | os.PathLike) -> str | None:
     if missing:
         return f"missing {', '.join(missing)}"
     import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    # NLTK >= 3.9 reads corpora only under nltk.data.path entries, and the reader looks the
-    # corpus up again by name ("wordnet") to map sense keys: put the folder's data root
+    # NLTK >= 3.9 reads corpora only under nltk.data.path entries: put the folder's data root
     # (<data dir>/corpora/wordnet) first on the path for the duration of the check.
     if folder.name != "wordnet" or folder.parent.name != "corpora":
         return f"{folder} is not a <data dir>/corpora/wordnet folder"
@@ -108,13 +106,11 @@ def check_folder(folder: str | os.PathLike) -> str | None:
     if added:
         nltk.data.path.insert(0, data_root)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "multilingual functions are not available": not needed here
-            reader = WordNetCorpusReader(str(folder), None)
-            for word, lemma in KNOWN_LEMMAS.items():
-                got = min(reader._morphy(word, "n"), key=len, default=word)  # WordNetLemmatizer's rule
-                if got != lemma:
-                    return f"lemmatises {word!r} as {got!r}, expected {lemma!r}"
+        reader = _lemma_reader(str(folder))
+        for word, lemma in KNOWN_LEMMAS.items():
+            got = min(reader._morphy(word, "n"), key=len, default=word)  # WordNetLemmatizer's rule
+            if got != lemma:
+                return f"lemmatises {word!r} as {got!r}, expected {lemma!r}"
     except Exception as exc:  # a damaged file: ValueError, AssertionError, OSError, PermissionError ...
         return f"{exc.__class__.__name__}: {exc}"
     finally:
@@ -123,12 +119,58 @@ def check_folder(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def nltk_wordnet_works() -> bool:
-    """True when ``nltk.stem.WordNetLemmatizer`` finds WordNet data on ``nltk.data.path`` here."""
-    try:
-        from nltk.stem import WordNetLemmatizer
+def _find_corpus():
+    """NLTK's own lookup of the WordNet corpus (``$NLTK_DATA`` first; a folder or ``wordnet.zip``)."""
+    import nltk
 
-        lemmatize = WordNetLemmatizer().lemmatize
+    try:
+        return nltk.data.find("corpora/wordnet")
+    except LookupError:
+        return nltk.data.find("corpora/wordnet.zip/wordnet/")  # what nltk.download leaves
+
+
+_LEMMATIZER = None
+
+
+def _lemma_reader(root):
+    """NLTK's WordNetCorpusReader minus the multilingual sense map (see :func:`noun_lemmatizer`)."""
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class LemmaOnlyReader(WordNetCorpusReader):
+        def map_wn(self, version="wordnet"):
+            return {}  # the OMW sense map: _morphy never reads it
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "multilingual functions are not available": not needed
+        return LemmaOnlyReader(root, None)
+
+
+def noun_lemmatizer():
+    """``WordNetLemmatizer().lemmatize`` (noun POS, the release's call) without NLTK's 15-second start.
+
+    NLTK >= 3.9's ``WordNetCorpusReader.__init__`` always builds a WordNet-3.0 sense map for
+    the Open Multilingual WordNet (``map_wn``: it parses ``index.sense`` twice, ~600k lines),
+    which lemmatisation never reads. This reader skips that map and is otherwise NLTK's own:
+    the lemma is ``min(reader._morphy(word, "n"), key=len)`` or the word, exactly as
+    ``WordNetLemmatizer.lemmatize`` computes it (tests compare the two on real texts).
+    Raises ``LookupError`` when the data is not on NLTK's search path. Cached per process.
+    """
+    global _LEMMATIZER
+    if _LEMMATIZER is None:
+        morphy = _lemma_reader(_find_corpus())._morphy
+
+        def lemmatize(word: str) -> str:
+            lemmas = morphy(word, "n")
+            return min(lemmas, key=len) if lemmas else word
+
+        _LEMMATIZER = lemmatize
+    return _LEMMATIZER
+
+
+def nltk_wordnet_works() -> bool:
+    """True when NLTK finds WordNet data on ``nltk.data.path`` here and lemmatises as the release did."""
+    try:
+        lemmatize = noun_lemmatizer()
         return all(lemmatize(w) == lemma for w, lemma in KNOWN_LEMMAS.items())
     except (ImportError, LookupError, OSError, ValueError):
         return False
