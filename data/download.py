@@ -13,7 +13,10 @@ refused and counted) into a temporary folder that is renamed into place only aft
 layout checked out, so a failed run never leaves a tree that a stage would trust. A
 finished dataset is skipped. Mirrors: ``--mirror BASE_URL`` (repeatable) or the
 environment variable TEXTTOPICNET_<DATASET>_MIRRORS (e.g. TEXTTOPICNET_VOC2007_MIRRORS).
-The datasets are the entries of texttopicnet.data.downloads.DATASETS.
+The datasets are the entries of texttopicnet.data.downloads.DATASETS plus those of the related
+systems' modules (:data:`SYSTEM_MODULES`: Oxford5k/Paris6k and the revisited ground truth for
+instance search, ...), each module exposing ``DATASETS`` (archives) and optionally ``FILES`` +
+``install_files`` (plain files, not extracted).
 """
 
 from __future__ import annotations
@@ -27,6 +30,25 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 from texttopicnet.core import cli  # noqa: E402
 from texttopicnet.core.errors import DataError  # noqa: E402
 from texttopicnet.data import downloads  # noqa: E402
+
+# Modules of the related systems that declare their own downloadable datasets (kept out of
+# texttopicnet.data.downloads, which they import: no import cycle).
+SYSTEM_MODULES = ("texttopicnet.instance.datasets",)
+
+
+def _system_entries():
+    import importlib
+
+    archives, files = {}, {}
+    for name in SYSTEM_MODULES:
+        mod = importlib.import_module(name)
+        archives.update({s.key: s for s in getattr(mod, "DATASETS", ())})
+        files.update({s.key: (s, mod.install_files) for s in getattr(mod, "FILES", ())})
+    return archives, files
+
+
+SYSTEM_ARCHIVES, SYSTEM_FILES = _system_entries()
+ARCHIVES = {**downloads.DATASETS, **SYSTEM_ARCHIVES}
 
 IMAGECLEF_HELP = """\
 The ImageCLEF Wikipedia Retrieval 2010 collection (TextTopicNet's training data) is
@@ -49,7 +71,7 @@ distributed only after registration, so this script cannot fetch it. To get it:
 
 def build_parser():
     p = cli.make_parser(__doc__)
-    p.add_argument("dataset", choices=(*downloads.DATASETS, "imageclef"), help="which dataset")
+    p.add_argument("dataset", choices=(*ARCHIVES, *SYSTEM_FILES, "imageclef"), help="which dataset")
     p.add_argument("--root", "--data-root", dest="data_root", type=Path, default=Path("data"),
                    help="data folder; datasets land in the sub-folders the stages read "
                         "(VOC2007/, Wikipedia/, ImageCLEF_Wikipedia/), archives in downloads/")
@@ -139,7 +161,13 @@ def main(argv=None) -> int:
         raise DataError("--retries must be 0 or more")
     if args.dataset == "imageclef":
         return check_imageclef(args.data_root)
-    spec = downloads.DATASETS[args.dataset]
+    if args.dataset in SYSTEM_FILES:
+        spec, install_files = SYSTEM_FILES[args.dataset]
+        target = install_files(spec, args.data_root, mirrors=args.mirror, force=args.force, retries=args.retries,
+                               timeout=args.timeout, quiet=args.quiet, args=args, log=cli.log)
+        cli.log(f"{args.dataset} at {target}")
+        return 0
+    spec = ARCHIVES[args.dataset]
     result = downloads.install(spec, args.data_root, mirrors=args.mirror, force=args.force,
                                remove_archives=args.remove_archives, retries=args.retries,
                                timeout=args.timeout, quiet=args.quiet, args=args, log=cli.log)

@@ -7,11 +7,13 @@ Top-level API (imported on first use, so ``import texttopicnet`` stays light)::
 
     texttopicnet.fit_text_space(kind, texts, seed=0, **options)   # lda, lsi, word2vec, doc2vec, fasttext, glove
     texttopicnet.load_text_space(path)
+    texttopicnet.oxford_average_precision(ranked_ids, positive_ids, junk_ids) -> float   # Oxford/Paris AP
 """
 
 __version__ = "0.1.0"
 
-_LAZY = {"fit_text_space": "texttopicnet.text.spaces", "load_text_space": "texttopicnet.text.spaces"}
+_LAZY = {"fit_text_space": "texttopicnet.text.spaces", "load_text_space": "texttopicnet.text.spaces",
+         "oxford_average_precision": "texttopicnet.instance.protocols"}
 
 
 def __getattr__(name):
