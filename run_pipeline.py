@@ -23,7 +23,7 @@ from pathlib import Path
 
 from texttopicnet.core import cli
 from texttopicnet.core.errors import UserError
-from texttopicnet.pipeline import STAGE_NAMES, Runner, demo_settings, paper_settings
+from texttopicnet.pipeline import STAGE_NAMES, Runner, demo_settings, paper_settings, serve_command
 
 PAPER_DATA = ("ImageCLEF_Wikipedia", "VOC2007", "Wikipedia")
 
@@ -86,6 +86,10 @@ def main(argv=None) -> int:
     report = settings.run_dir / "report" / "report.md"
     if report.is_file():
         print(f"report: {report} (and report.html beside it); total {time.time() - t0:.1f} s")
+    serve = serve_command(settings)
+    if serve:
+        print("search the demo images: run this, then open http://127.0.0.1:8000/")
+        print(serve)
     return 0
 
 

@@ -4,7 +4,9 @@ Reads RUN/labels/{labels.npy, index.txt} (written by lda/03_generate_labels.py),
 decodes and resizes every image once (256x256, aspect ratio ignored, as the paper)
 in parallel, and writes RUN/packed/{images.npy, labels.npy, index.txt, meta.json}.
 Unreadable images are skipped and listed in meta.json; labels.npy and index.txt keep
-only the packed rows, so no image ever trains with another image's label.
+only the packed rows, so no image ever trains with another image's label. Labels are any
+finite float32 rows (topic distributions, or vectors of another text space); the training
+stage checks that they suit its loss (sigmoid cross-entropy: values in [0, 1]).
 Resumable: rerun the same command after an interruption.
 
     python cnn/01_pack_images.py --out runs/demo --workers 2
@@ -29,7 +31,8 @@ STAGE = "pack_images"
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.workers_parser()])
     p.add_argument("--size", type=int, default=256,
-                   help="stored image side in pixels; the paper resizes to 256x256 and trains on 227 crops")
+                   help="stored image side in pixels; the paper resizes to 256x256 and trains on 227 crops (every "
+                        "registered network expects a 256 warp; smaller stores need cnn/02_train.py --crop)")
     p.add_argument("--keep-aspect", action="store_true",
                    help="resize the short side to --size and centre-crop instead of the paper's warp "
                         "(the original ignores the aspect ratio)")
@@ -57,8 +60,14 @@ def _read_inputs(labels_dir: Path) -> tuple[np.ndarray, list[str]]:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cli.print_config(STAGE, args)
-    if args.size < 227:
-        raise DataError(f"--size {args.size} is smaller than the 227 px training crop")
+    from texttopicnet.networks import backbones  # here, not at the top: spawned workers re-import this script
+
+    smallest = min(backbones.get(n).min_input for n in backbones.names())
+    if args.size < smallest:
+        raise DataError(f"--size {args.size} is smaller than any network accepts ({smallest} px)")
+    if args.size < backbones.get(backbones.DEFAULT_ARCH).crop:
+        cli.log(f"note: --size {args.size} is smaller than CaffeNet's {backbones.get(backbones.DEFAULT_ARCH).crop} px "
+                "training crop (the paper's); train on it with cnn/02_train.py --crop")
     labels_dir, out_dir = args.out / "labels", args.out / "packed"
     if provenance.stage_is_done(out_dir, STAGE) and not args.force:
         cli.log(f"already done: {out_dir} (use --force to redo)")

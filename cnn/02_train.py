@@ -1,4 +1,4 @@
-"""Train CaffeNet to predict each image's LDA topic distribution (TextTopicNet, stage 3).
+"""Train a CNN to predict each image's text vector (TextTopicNet, stage 3): CaffeNet + sigmoid CE by default.
 
 Reads RUN/packed (cnn/01_pack_images.py) and writes RUN/train/{checkpoint.pt, log.jsonl,
 model.safetensors, model.sha256, summary.json, meta.json}. The default preset is the
@@ -7,6 +7,14 @@ Rerunning the same command resumes from checkpoint.pt (even after kill -9).
 
     python cnn/02_train.py --out runs/demo --preset demo --device auto --seed 0
     torchrun --nproc_per_node 8 cnn/02_train.py --out runs/full   # 8 GPUs, DDP: 20,000 iterations of 8 x 64
+    python cnn/02_train.py --out runs/w2v --arch googlenet --loss triplet --init googlenet-imagenet.pth \
+        --freeze-until inception4d                               # the search demo's setting
+
+Network and loss: --arch is any backbone of texttopicnet.networks.backbones (CaffeNet, the
+paper's, by default; torchvision's alexnet, vgg16, resnet50, densenet161, googlenet); --loss
+sigmoid_ce (the paper's), cosine, mse or triplet (--margin, --negatives). The checkpoint and
+model.safetensors record the architecture, so the experiments load them without a flag.
+Changing any of these on a finished run retrains from scratch.
 
 Many processes: --batch-size is per process and --base-lr is the rate for a global batch
 of 64 (the paper's); the rate used is base_lr * batch_size * world_size / 64 (linear
@@ -28,13 +36,37 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from texttopicnet.core import cli, dist, provenance  # noqa: E402
-from texttopicnet.training.config import PRESETS, make_config, resolve_schedule  # noqa: E402
+from texttopicnet.core.errors import UserError  # noqa: E402
+from texttopicnet.training.config import PRESETS, TrainConfig, make_config, resolved  # noqa: E402
+from texttopicnet.training.losses import LOSSES, NEGATIVES  # noqa: E402
 
 STAGE = "train"
+# Settings that make a finished run a different network: changing one retrains from scratch.
+_NETWORK_KEYS = ("arch", "loss", "margin", "negatives", "freeze_until", "crop", "init")
+_D = TrainConfig()
 
 
 def build_parser():
-    p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.seed_parser(), cli.device_parser()])
+    p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.seed_parser(), cli.device_parser(),
+                                          cli.arch_parser(default=_D.arch,
+                                                          help_extra="the network trained (default: the paper's)")])
+    n = p.add_argument_group("loss and starting point")
+    n.add_argument("--loss", default=_D.loss, choices=list(LOSSES),
+                   help="'sigmoid_ce': the paper's (Caffe's SigmoidCrossEntropyLoss, targets in [0, 1]); 'cosine' and "
+                        "'mse': regression onto the target vector; 'triplet': the search demo's ranking loss on "
+                        "L2-normalised outputs with in-batch negatives")
+    n.add_argument("--margin", type=float, default=_D.margin,
+                   help="triplet loss margin (0.1: the search demo's prototxt)")
+    n.add_argument("--negatives", default=_D.negatives, choices=list(NEGATIVES),
+                   help="triplet negatives from the batch: 'soft' (the search demo's: random among captions farther "
+                        "than the batch mean), 'hard' (the farthest) or 'random'")
+    n.add_argument("--freeze-until", default=None, metavar="LAYER",
+                   help="do not train LAYER and every layer before it (e.g. inception4d for googlenet, as the search "
+                        "demo; layer3 for resnet50; conv5 for caffenet); default: every layer learns, as the paper")
+    n.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
+                   help="start from this weights file instead of the random initialisation: our .safetensors / "
+                        "checkpoint, a torchvision state-dict .pth of --arch (e.g. ImageNet weights you have) or a "
+                        ".caffemodel; its head is replaced when its size differs from the labels'")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="'paper': the published solver (160k iterations of 64 = 10.24M images, lr 0.001, x0.1 every "
                         "50k iterations = 3.2M images); "
@@ -63,7 +95,12 @@ def build_parser():
     g.add_argument("--log-every", type=int, help="iterations between log.jsonl lines")
     g.add_argument("--eval-images", type=int,
                    help="training images scored at the end in eval mode (centre crops); 0 skips it")
-    g.add_argument("--dropout", type=float, help="dropout on fc6/fc7 (paper: 0.5; change only for experiments)")
+    g.add_argument("--dropout", type=float,
+                   help="dropout rate (CaffeNet: fc6/fc7, paper 0.5; default: the architecture's; ResNet and "
+                        "DenseNet have none)")
+    g.add_argument("--crop", type=int,
+                   help="square training crop in pixels (default: the architecture's: CaffeNet 227 as the paper, "
+                        "torchvision nets 224); the evaluation uses the same centre crop")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on for CUDA, off for CPU where bf16 is slow without AMX)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -84,12 +121,16 @@ def build_parser():
 
 _OVERRIDES = ("iterations", "total_images", "decay_images", "batch_size", "base_lr", "lr_scaling", "step_size",
               "gamma", "momentum", "weight_decay", "checkpoint_every", "log_every", "eval_images", "dropout", "amp",
-              "channels_last", "compile", "deterministic", "loader_threads")
+              "channels_last", "compile", "deterministic", "loader_threads", "arch", "loss", "margin", "negatives",
+              "freeze_until", "crop")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = make_config(args.preset, seed=args.seed, **{k: getattr(args, k) for k in _OVERRIDES})
+    if args.init is not None and not args.init.is_file():
+        raise UserError(f"--init {args.init}: weights file not found")
+    cfg = make_config(args.preset, seed=args.seed, init=str(args.init.absolute()) if args.init else None,
+                      **{k: getattr(args, k) for k in _OVERRIDES})
     if cfg.deterministic and "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # required by deterministic cuBLAS; before CUDA starts
     info = dist.init_distributed(args.device)
@@ -103,20 +144,28 @@ def _run(args, cfg, info) -> int:
     from texttopicnet.training.loop import train
 
     packed_dir, out_dir = args.out / "packed", args.out / "train"
-    sched = resolve_schedule(cfg, info.world_size)
+    full, sched = resolved(cfg, info.world_size)
     if info.is_main:
-        cli.print_config(STAGE, {**vars(args), "resolved": cfg.to_dict(), "world_size": info.world_size,
+        cli.print_config(STAGE, {**vars(args), "resolved": full.to_dict(), "world_size": info.world_size,
                                  "device_resolved": str(info.device), "effective_lr": sched.effective_lr,
                                  "schedule": sched.to_dict()})
     done = provenance.stage_is_done(out_dir, STAGE, verify_checksums=False)
+    fresh = args.force
     if done and not args.force:
+        # Runs from before these options existed were trained with their defaults.
+        changed = provenance.args_changed(out_dir, args, _NETWORK_KEYS,
+                                          defaults={k: getattr(_D, k) for k in _NETWORK_KEYS})
+        if not changed:
+            if info.is_main:
+                cli.log(f"already done: {out_dir} (use --force to retrain)")
+            return 0
+        fresh = True
         if info.is_main:
-            cli.log(f"already done: {out_dir} (use --force to retrain)")
-        return 0
+            cli.log(f"{out_dir} holds another network ({provenance.format_changes(changed)}): retraining from scratch")
     if info.is_main:
         provenance.invalidate(out_dir)
     dist.barrier()
-    result = train(cfg, packed_dir, out_dir, info, fresh=args.force, stop_after=args.stop_after,
+    result = train(cfg, packed_dir, out_dir, info, fresh=fresh, stop_after=args.stop_after,
                    tensorboard=not args.no_tensorboard)
     if not result["finished"]:
         if info.is_main:
@@ -124,9 +173,12 @@ def _run(args, cfg, info) -> int:
                     f"to continue")
         return 0
     if info.is_main:
-        cli.log(f"final loss {result['final_loss']:.4f} (initial {result['initial_loss']:.4f}, "
-                f"mean-distribution baseline {result['mean_baseline_loss']:.4f}, floor {result['min_possible_loss']:.4f})")
-        if "eval_loss" in result:
+        cli.log(f"{result['arch']['arch']}, {result['loss']['name']} loss: final {result['final_loss']:.4f} "
+                f"(initial {result['initial_loss']:.4f}, mean-target baseline {result['mean_baseline_loss']:.4f}, "
+                f"floor {result['min_possible_loss']:.4f})")
+        if result.get("eval_note"):
+            cli.log(f"note: {result['eval_note']}")
+        elif "eval_loss" in result:
             cli.log(f"eval-mode loss on {result['eval_images']} training images {result['eval_loss']:.4f} "
                     f"(baseline on them {result['eval_mean_baseline_loss']:.4f})")
         cli.log(f"weights: {out_dir / 'model.safetensors'} sha256 {result['model_sha256']}")
@@ -134,7 +186,7 @@ def _run(args, cfg, info) -> int:
                                          "summary.json")]
         summary = {k: v for k, v in result.items() if k != "finished"}
         provenance.write_meta(out_dir, STAGE, args, inputs=[packed_dir / "labels.npy", packed_dir / "index.txt"],
-                              outputs=outputs, extra={"config": cfg.to_dict(), "schedule": sched.to_dict(),
+                              outputs=outputs, extra={"config": full.to_dict(), "schedule": sched.to_dict(),
                                                       "summary": summary})
     dist.barrier()
     return 0

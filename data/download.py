@@ -33,7 +33,7 @@ from texttopicnet.data import downloads  # noqa: E402
 
 # Modules of the related systems that declare their own downloadable datasets (kept out of
 # texttopicnet.data.downloads, which they import: no import cycle).
-SYSTEM_MODULES = ("texttopicnet.instance.datasets",)
+SYSTEM_MODULES = ("texttopicnet.instance.datasets", "texttopicnet.vlm.datasets")
 
 
 def _system_entries():

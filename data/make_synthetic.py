@@ -2,14 +2,15 @@
 
 The real training collection (ImageCLEF Wikipedia 2010, 24 GB) needs registration,
 so the whole pipeline can be run end to end on this generated corpus instead: ten
-subjects, each with a vocabulary and a visual signature, mixed in illustrated
-articles, plus the edge cases the stages must survive (see data/README.md).
+subjects, each with a vocabulary and a visual motif (shape, texture and layout, in
+random colours), mixed in illustrated articles, plus the edge cases the stages must
+survive (see data/README.md).
 
     python data/make_synthetic.py --out data/demo [--seed 0] [--scale 1.0] [--force]
 
 then point the stages at it with ``--data-root data/demo``. The same seed and scale
 give byte-identical files. The run is skipped when ``--out`` already holds a finished
-corpus of the same seed and scale (``meta.json``), unless ``--force``.
+corpus of the same seed, scale and generator version (``meta.json``), unless ``--force``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from texttopicnet.core import cli, provenance  # noqa: E402
 from texttopicnet.core.errors import UserError  # noqa: E402
-from texttopicnet.data.synthetic import FOLDERS, SUMMARY_NAME, generate  # noqa: E402
+from texttopicnet.data.synthetic import FOLDERS, SUMMARY_NAME, VERSION, generate  # noqa: E402
 
 STAGE = "make_synthetic"
 
@@ -41,9 +42,11 @@ def build_parser():
 
 
 def _same_request(out: Path, args) -> bool:
+    """Same seed, same scale and the same generator version (an older corpus draws different pictures)."""
     meta = provenance.read_meta(out) or {}
     old = meta.get("args", {})
-    return old.get("seed") == args.seed and old.get("scale") == args.scale
+    return (old.get("seed") == args.seed and old.get("scale") == args.scale
+            and meta.get("generator_version") == VERSION)
 
 
 def main(argv=None) -> int:
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
     summary = generate(out, seed=args.seed, scale=args.scale, workers=args.workers, progress=True)
     files = sorted(p for name in FOLDERS for p in (out / name).rglob("*") if p.is_file())
     provenance.write_meta(out, STAGE, args, outputs=files + [out / SUMMARY_NAME],
-                          extra={"tree_sha256": summary["tree_sha256"]})
+                          extra={"tree_sha256": summary["tree_sha256"], "generator_version": VERSION})
     ic, voc, wiki = summary["imageclef"], summary["voc"]["splits"], summary["wikipedia"]
     cli.log(f"wrote {summary['files']} files ({summary['images']} images) under {out}:\n"
             f"  ImageCLEF_Wikipedia: {ic['articles']} articles, {ic['images']} images, "

@@ -6,7 +6,14 @@ KL(text || image), as the paper; relevant = same category; AP over the full rank
 mAP over all queries (image query -> texts, and text query -> images), with a
 per-category table and the chance level (expected AP of a random ranking) beside it.
 Distances are computed as chunked matrix products (KL identity in REFERENCE.md).
-Images missing on disk are counted and left out (their texts stay in the database).
+Images missing on disk are counted and left out (their texts stay in the database); ids
+leading outside the dataset folder are refused and counted (outside_collection).
+
+Any architecture and training loss: the network's file records its architecture (--arch for
+'random' and torchvision .pth files) and the training stage records its loss. A network
+trained with the cosine or triplet loss is read at its logits, L2-normalised (the loss's
+prediction), one trained with MSE at its raw logits, and both are ranked by cosine similarity
+(their outputs are vectors, not distributions); --loss overrides what was recorded.
 
 Output: RUN/retrieval/<tag>/results.json, results.md, examples.json (+ RUN/retrieval/summary.md
 comparing every tag present, e.g. trained vs random).
@@ -28,11 +35,20 @@ import numpy as np  # noqa: E402
 
 from texttopicnet.core import cli, io, provenance  # noqa: E402
 from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.core.paths import OUTSIDE  # noqa: E402
 from texttopicnet.data.readers.wikipedia import categories, find_wikipedia_root, load_wikipedia  # noqa: E402
 from texttopicnet.evaluation.features import cached_features  # noqa: E402
-from texttopicnet.evaluation.retrieval import SCORES, evaluate  # noqa: E402
+from texttopicnet.evaluation.retrieval import (  # noqa: E402
+    SCORES,
+    default_score,
+    evaluate,
+    image_layer,
+    recorded_loss,
+    to_text_space,
+)
 from texttopicnet.evaluation.summaries import summarise  # noqa: E402
 from texttopicnet.text.topics import TopicModel  # noqa: E402
+from texttopicnet.training.losses import LOSSES  # noqa: E402
 from texttopicnet.weights.loading import load_network  # noqa: E402
 
 STAGE = "multimodal_retrieval"
@@ -41,19 +57,28 @@ N_EXAMPLES = 4  # queries per direction kept in examples.json for the report's f
 
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
-                                          cli.workers_parser(), cli.device_parser(), cli.network_parser()])
+                                          cli.workers_parser(), cli.device_parser(), cli.network_parser(),
+                                          cli.arch_parser()])
     p.add_argument("--lda", type=Path, required=True,
                    help="topic model: folder with ldamodel{K}.lda + dictionary.dict (e.g. RUN/lda), or the .lda file")
     p.add_argument("--split", default="test", choices=["test", "train", "all"],
                    help="Wikipedia split to evaluate; the paper reports the 693-pair test split")
-    p.add_argument("--score", default="kl", choices=SCORES,
-                   help="ranking score: 'kl' = KL(text || image), the paper's; 'cosine' for comparison")
+    p.add_argument("--score", default=None, choices=SCORES,
+                   help="ranking score: 'kl' = KL(text || image), the paper's; 'cosine' for comparison. Default: kl "
+                        "for a network trained with sigmoid cross-entropy (the paper's), cosine for the vector "
+                        "losses (cosine, mse, triplet)")
+    p.add_argument("--loss", default=None, choices=list(LOSSES),
+                   help="the loss the network was trained with, deciding how its outputs map into the text space "
+                        "(default: what the training stage recorded in the checkpoint or in summary.json beside the "
+                        "export; sigmoid_ce, the paper's, when nothing is recorded)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass for feature extraction")
     return p
 
 
 def results_markdown(res: dict) -> str:
     lines = [f"# Wikipedia cross-modal retrieval: `{res['tag']}` ({res['score']})", "",
+             f"Network {res.get('arch', 'caffenet')} trained with {res.get('loss', 'sigmoid_ce')}: images are read at "
+             f"`{res.get('image_layer', 'prob')}`.", "",
              f"{res['n_queries']} test pairs; {res['n_image_queries']} image queries, {res['n_text_queries']} text "
              f"queries ({res['n_missing_images']} images missing on disk). Relevant = same category; "
              "AP over the full ranking.", "",
@@ -64,6 +89,8 @@ def results_markdown(res: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     for name, r in res["per_category"].items():
         lines.append(f"| {name} | {r['n']} | {r['n_images']} | {fmt(r['img2txt'])} | {fmt(r['txt2img'])} |")
+    if res.get("n_refused"):
+        lines += ["", f"{res['n_refused']} id(s) leading outside the dataset folder were refused ({OUTSIDE})."]
     if res.get("n_empty_texts"):
         lines += ["", f"{res['n_empty_texts']} text(s) had no topic-model word; they got the uniform vector."]
     return "\n".join(lines) + "\n"
@@ -116,21 +143,33 @@ def main(argv=None):
     topics = TopicModel.load(args.lda)
     device = cli.resolve_device(args.device)
     net, info = load_network(args.weights, num_outputs=topics.num_topics if args.weights == "random" else None,
-                             seed=args.seed, device=device)
+                             seed=args.seed, device=device, arch=args.arch)
     if info["num_outputs"] != topics.num_topics:
         raise DataError(f"the network has {info['num_outputs']} outputs but the topic model {args.lda} has "
                         f"{topics.num_topics} topics: they must describe the same topic space")
+    recorded = recorded_loss(args.weights, info)
+    loss = args.loss or (recorded or {}).get("name") or "sigmoid_ce"
+    score = args.score or default_score(loss)
+    layer = image_layer(loss)
+    cli.log(f"network: {info['arch']} trained with {loss}"
+            + (" (--loss)" if args.loss else " (recorded)" if recorded else " (nothing recorded: the paper's)")
+            + f"; images read at {layer}, ranked by {score}")
     tag = args.tag or info["tag_hint"]
     stage_dir = Path(args.out) / "retrieval" / tag
     meta = provenance.read_meta(stage_dir) or {}
     if (not args.force and provenance.stage_is_done(stage_dir, STAGE)
             and meta.get("weights", {}).get("sha256") == info["sha256"]
-            and meta.get("args", {}).get("score") == args.score and meta.get("args", {}).get("split") == args.split):
+            and meta.get("score", meta.get("args", {}).get("score")) == score
+            and meta.get("loss", "sigmoid_ce") == loss and meta.get("args", {}).get("split") == args.split):
         cli.log(f"already done: {stage_dir} (use --force to redo)")
         return 0
     provenance.invalidate(stage_dir)
 
-    pairs = load_wikipedia(root, args.split)
+    refused: dict = {}
+    pairs = load_wikipedia(root, args.split, refused=refused)
+    n_refused = int(refused.get(OUTSIDE, 0))
+    if n_refused:
+        cli.log(f"note: {n_refused} id(s) of the {args.split} list lead outside {root} and were refused ({OUTSIDE})")
     names = categories(root)
     if not pairs:
         raise DataError(f"{root}: the {args.split} list is empty")
@@ -152,7 +191,7 @@ def main(argv=None):
                         f"projected fine: {len(pairs)} text vectors, {int(empty.sum())} empty); the image side "
                         "needs the dataset's images/<category>/<image_id>.jpg")
     fs = cached_features(args.out, net, info, "wikipedia", args.split, [str(p.image_path) for p in with_img],
-                         ["prob"], batch_size=args.batch_size, device=device, workers=args.workers, force=args.force)
+                         [layer], batch_size=args.batch_size, device=device, workers=args.workers, force=args.force)
     if fs.skipped:
         cli.log(f"skipped {len(fs.skipped)} unreadable image(s); first: {fs.skipped[0][1]}")
     if not fs.kept:
@@ -160,11 +199,12 @@ def main(argv=None):
     img_pairs = [with_img[i] for i in fs.kept]
 
     try:
-        res = evaluate(text_vecs, fs.features["prob"], [p.category for p in pairs], [p.category for p in img_pairs],
-                       {i + 1: n for i, n in enumerate(names)}, score=args.score, top_k=10)
+        res = evaluate(text_vecs, to_text_space(fs.features[layer], loss), [p.category for p in pairs],
+                       [p.category for p in img_pairs], {i + 1: n for i, n in enumerate(names)}, score=score, top_k=10)
     except ValueError as exc:  # e.g. a network whose outputs are all 0 or NaN: nothing to rank
         raise DataError(f"cannot rank with {args.weights}: {exc}") from None
-    out = {"tag": tag, "weights_sha256": info["sha256"], "n_queries": len(pairs),
+    out = {"tag": tag, "arch": info["arch"], "loss": loss, "image_layer": layer, "weights_sha256": info["sha256"],
+           "n_queries": len(pairs), "n_refused": n_refused,
            "n_image_queries": len(img_pairs), "n_text_queries": len(pairs),
            "n_missing_images": n_missing, "n_unreadable_images": len(fs.skipped), "n_empty_texts": int(empty.sum()),
            **{k: v for k, v in res.items() if not k.startswith(("ap_", "top_"))},
@@ -179,7 +219,8 @@ def main(argv=None):
     cli.log(f"{tag}: image->text mAP {out['img2txt_map']:.4f} (chance {out['chance_img2txt']:.4f}), "
             f"text->image mAP {out['txt2img_map']:.4f} (chance {out['chance_txt2img']:.4f}); wrote {stage_dir}, "
             f"{summary}")
-    provenance.write_meta(stage_dir, STAGE, args, inputs=[], outputs=outputs, extra={"weights": info, "tag": tag})
+    provenance.write_meta(stage_dir, STAGE, args, inputs=[], outputs=outputs,
+                          extra={"weights": info, "tag": tag, "loss": loss, "score": score, "refused": refused})
     return 0
 
 

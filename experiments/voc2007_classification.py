@@ -1,6 +1,7 @@
 """PASCAL VOC2007 classification with linear SVMs on CNN features (the paper's protocol).
 
-Features (pool5/fc6/fc7, test-time centre crop, cached) -> StandardScaler -> one-vs-rest
+Features (pool5/fc6/fc7 for CaffeNet, the paper's; the registry's default layers for other
+architectures, e.g. avgpool for ResNet-50; test-time centre crop, cached) -> StandardScaler -> one-vs-rest
 LinearSVC; C per class chosen on val (trained on train) from {0.5^13..0.5^18}, retrained on
 train+val, scored on test. ``--protocol release`` (default) trains and picks C exactly as the
 original release did (its label parsing makes difficult-only images positives; C by
@@ -19,6 +20,8 @@ Run::
         --tag trained --layers pool5 fc6 fc7 --data-root runs/demo/data
     python experiments/voc2007_classification.py --out runs/demo --weights random --tag random \
         --data-root runs/demo/data
+    python experiments/voc2007_classification.py --out runs/demo --weights random --arch resnet50 \
+        --tag random-resnet50 --data-root runs/demo/data                  # layers default to avgpool
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ import numpy as np  # noqa: E402
 from texttopicnet.core import cli, io, provenance  # noqa: E402
 from texttopicnet.core.errors import DataError, UserError  # noqa: E402
 from texttopicnet.data.readers.voc import find_voc_root, load_release_labels, load_voc_split  # noqa: E402
-from texttopicnet.evaluation.features import cached_features  # noqa: E402
+from texttopicnet.evaluation.features import cached_features, choose_layers  # noqa: E402
 from texttopicnet.evaluation.summaries import read_results, write_summary_table  # noqa: E402
 from texttopicnet.evaluation.svm import DEFAULT_C_GRID, DEFAULT_PROTOCOL, PROTOCOLS, run_protocol  # noqa: E402
-from texttopicnet.networks.caffenet import FEATURE_LAYERS  # noqa: E402
+from texttopicnet.networks import backbones  # noqa: E402
 from texttopicnet.weights.loading import load_network  # noqa: E402
 
 STAGE = "voc2007_classification"
@@ -44,9 +47,11 @@ STAGE = "voc2007_classification"
 
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
-                                          cli.workers_parser(), cli.device_parser(), cli.network_parser()])
-    p.add_argument("--layers", nargs="+", default=["pool5", "fc6", "fc7"], choices=FEATURE_LAYERS,
-                   help="feature layers; the paper reports pool5, fc6 and fc7")
+                                          cli.workers_parser(), cli.device_parser(), cli.network_parser(),
+                                          cli.arch_parser()])
+    p.add_argument("--layers", nargs="+", default=None,
+                   help="feature layers, any name the network has (default: its backbone's default layers: pool5, fc6 "
+                        "and fc7 for CaffeNet, the layers the paper reports; avgpool for ResNet/DenseNet/GoogLeNet)")
     p.add_argument("--c-grid", type=float, nargs="+", default=list(DEFAULT_C_GRID),
                    help="SVM C values tried per class on val: the original release's 0.5^13 .. 0.5^18")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass for feature extraction")
@@ -75,7 +80,8 @@ def _short(sha: str) -> str:
 
 def results_markdown(res: dict) -> str:
     lines = [f"# VOC2007 classification: `{res['tag']}`, {res['layer']} + linear SVM", "",
-             f"Weights `{_short(res['weights_sha256'])}`; train {res['n_train']}, val {res['n_val']}, "
+             f"Weights `{_short(res['weights_sha256'])}` ({res.get('arch', 'caffenet')}); "
+             f"train {res['n_train']}, val {res['n_val']}, "
              f"test {res['n_test']} images. Protocol `{res['protocol']}`: {res['protocol_description']}.", "",
              "Official AP = VOC2007 11-point interpolated AP, difficult-only images ignored (the VOC devkit's "
              "measure). Release AP = what the original script printed: scikit-learn average precision with "
@@ -98,12 +104,21 @@ def results_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _layer_order(layer: str) -> tuple:
+    """Columns in forward order: the first backbone (CaffeNet first) recommending the layer places it."""
+    for i, name in enumerate(backbones.names()):
+        recommended = backbones.get(name).feature_layers
+        if layer in recommended:
+            return i, recommended.index(layer), layer
+    return len(backbones.names()), 0, layer
+
+
 def write_summary(svm_dir: Path) -> Path:
     """RUN/voc_svm/summary.md: official and release mAP of every tag x layer found, side by side."""
     table: dict[str, dict[str, dict]] = {}
     for r in read_results(svm_dir, "*/results_*.json", ("tag", "layer", "map", "release_map", "protocol")):
         table.setdefault(r["tag"], {})[r["layer"]] = r
-    layers = sorted({l for row in table.values() for l in row}, key=FEATURE_LAYERS.index)
+    layers = sorted({l for row in table.values() for l in row}, key=_layer_order)
 
     def cell(row, layer):
         r = row.get(layer)
@@ -124,10 +139,12 @@ def main(argv=None):
         raise UserError(f"--c-grid values must be positive and distinct; got {args.c_grid}")
     root = find_voc_root(args.data_root if args.data_root is not None else "data")
     device = cli.resolve_device(args.device)
-    net, info = load_network(args.weights, seed=args.seed, device=device)
+    net, info = load_network(args.weights, seed=args.seed, device=device, arch=args.arch)
+    layers = choose_layers(net, args.layers)
+    cli.log(f"network: {info['arch']}, layers {layers}")
     tag = args.tag or info["tag_hint"]
     stage_dir = Path(args.out) / "voc_svm" / tag
-    result_files = [stage_dir / f"results_{layer}.json" for layer in args.layers]
+    result_files = [stage_dir / f"results_{layer}.json" for layer in layers]
     meta = provenance.read_meta(stage_dir) or {}
     if (not args.force and provenance.stage_is_done(stage_dir, STAGE) and all(f.is_file() for f in result_files)
             and meta.get("weights", {}).get("sha256") == info["sha256"]
@@ -148,7 +165,7 @@ def main(argv=None):
                     f"{root / 'JPEGImages'}; first: {', '.join(map(repr, split.refused_ids))}")
     feats, labels, release, n_skipped = {}, {}, {}, 0
     for s, split in splits.items():
-        fs = cached_features(args.out, net, info, "voc2007", s, [str(p) for p in split.image_paths], args.layers,
+        fs = cached_features(args.out, net, info, "voc2007", s, [str(p) for p in split.image_paths], layers,
                              batch_size=args.batch_size, device=device, workers=args.workers, force=args.force)
         if fs.skipped:
             cli.log(f"{s}: skipped {len(fs.skipped)} of {len(split.ids)} unreadable image(s); "
@@ -158,7 +175,7 @@ def main(argv=None):
         release[s] = _release_for(root, split, fs.kept)  # the release's reading of the same files
 
     outputs = []
-    for layer in args.layers:
+    for layer in layers:
         try:
             res = run_protocol(feats["train"][layer], labels["train"], feats["val"][layer], labels["val"],
                                feats["test"][layer], labels["test"], classes, c_grid=args.c_grid,
@@ -167,7 +184,7 @@ def main(argv=None):
         except ValueError as exc:  # NaN features from a broken network, empty splits...
             raise DataError(f"{layer} features of {args.weights}: {exc}") from None
         res.pop("test_scores")
-        out = {"tag": tag, "layer": layer, "weights_sha256": info["sha256"], **res,
+        out = {"tag": tag, "layer": layer, "arch": info["arch"], "weights_sha256": info["sha256"], **res,
                "n_train": len(labels["train"]), "n_val": len(labels["val"]), "n_test": len(labels["test"]),
                "n_skipped_images": n_skipped, "n_refused_ids": n_refused, "weights_source": info["source"],
                "seed": args.seed}
@@ -179,7 +196,7 @@ def main(argv=None):
     summary = write_summary(stage_dir.parent)
     cli.log(f"wrote {stage_dir} and {summary}")
     provenance.write_meta(stage_dir, STAGE, args, outputs=outputs,
-                          extra={"weights": info, "tag": tag, "protocol": args.protocol,
+                          extra={"weights": info, "tag": tag, "protocol": args.protocol, "layers": layers,
                                  "refused": {s: split.refused for s, split in splits.items() if split.refused}})
     return 0
 

@@ -1,10 +1,13 @@
 """Fine-tune a network on VOC2007 trainval (20-way sigmoid head) and report test mAP, centre and 10-crop.
 
-Starts from a trained, imported or random-init network, replaces fc8 with one output per
-class (names from ImageSets/Main, so the demo corpus works), fine-tunes the whole network
+Starts from a trained, imported or random-init network of any registered architecture
+(--arch for 'random' and torchvision .pth files; our files record theirs), replaces its head
+(CaffeNet's fc8) with one output per class (names from ImageSets/Main, so the demo corpus
+works), fine-tunes the whole network
 with random crops + flips and a multi-label sigmoid loss, then scores test with the centre
 crop and with the 10-crop average (official VOC07 11-point AP). Resumable: rerun the same
-command after an interruption. Schedule and its reasons: texttopicnet/finetune.py.
+command after an interruption. Schedule and its reasons: texttopicnet/evaluation/finetune.py.
+Image ids leaving JPEGImages/ are refused, counted (outside_collection) and recorded.
 
 Output: RUN/finetune/<tag>/{checkpoint.pt, results.json, results.md, log.jsonl, meta.json}
 (+ RUN/finetune/summary.md comparing every tag present). Packed images are cached in
@@ -27,11 +30,13 @@ import numpy as np  # noqa: E402
 
 from texttopicnet.core import cli, io, provenance  # noqa: E402
 from texttopicnet.core.errors import DataError  # noqa: E402
+from texttopicnet.core.paths import OUTSIDE  # noqa: E402
 from texttopicnet.data.packing import pack_images  # noqa: E402
 from texttopicnet.data.readers.voc import find_voc_root, load_voc_split  # noqa: E402
 from texttopicnet.evaluation.features import list_digest  # noqa: E402
 from texttopicnet.evaluation.finetune import FinetuneConfig, epochs, evaluate, finetune, new_head, predict  # noqa: E402
 from texttopicnet.evaluation.summaries import summarise  # noqa: E402
+from texttopicnet.networks import backbones  # noqa: E402
 from texttopicnet.weights.loading import load_network  # noqa: E402
 
 STAGE = "voc2007_finetune"
@@ -40,31 +45,34 @@ D = FinetuneConfig()
 
 def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
-                                          cli.workers_parser(), cli.device_parser(), cli.network_parser()])
+                                          cli.workers_parser(), cli.device_parser(), cli.network_parser(),
+                                          cli.arch_parser()])
     p.add_argument("--iterations", type=int, default=D.iterations,
                    help="SGD iterations; 12,500 x 64 images ~ 160 epochs of trainval, the image budget of "
                         "Kraehenbuehl et al. 2016's VOC07 fine-tuning (80k x 10)")
     p.add_argument("--batch-size", type=int, default=D.batch_size, help="images per iteration (the paper's 64)")
     p.add_argument("--base-lr", type=float, default=D.base_lr,
-                   help="base learning rate: the paper's 0.001; the new fc8 learns 10x faster (Caffe fine-tuning)")
+                   help="base learning rate: the paper's 0.001; the new head learns 10x faster (Caffe fine-tuning)")
     p.add_argument("--lr-step", type=int, default=D.lr_step, help="multiply the lr by 0.1 every this many iterations")
     p.add_argument("--head-lr-mult", type=float, default=D.head_lr_mult,
-                   help="lr multiplier of the new fc8 (Caffe's fine-tuning convention: 10)")
+                   help="lr multiplier of the new head (CaffeNet: fc8; Caffe's fine-tuning convention: 10)")
     p.add_argument("--checkpoint-every", type=int, default=D.checkpoint_every,
                    help="iterations between resumable checkpoints")
     p.add_argument("--eval-batch-size", type=int, default=32, help="test images per forward pass (x10 for 10-crop)")
     return p
 
 
-def packed(run_dir: Path, split, name: str, workers: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The split's images as a memory-mapped uint8 (N, 256, 256, 3) store, cached; labels aligned; n skipped."""
+def packed(run_dir: Path, split, name: str, workers: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, int]:
+    """The split's images as a memory-mapped uint8 (N, size, size, 3) store, cached; labels aligned; n skipped.
+    ``size``: the backbone's warp (256 for every registered one, the paper's)."""
     folder = run_dir / "finetune" / "_images"
-    store = folder / f"voc2007_{name}.npy"
-    marker = folder / f"voc2007_{name}.json"
+    suffix = "" if size == 256 else f"_{size}"
+    store = folder / f"voc2007_{name}{suffix}.npy"
+    marker = folder / f"voc2007_{name}{suffix}.json"
     digest = list_digest([str(p) for p in split.image_paths])
     info = io.read_json(marker) if marker.is_file() else {}
     if not (store.is_file() and info.get("list_sha256") == digest):
-        res = pack_images(split.image_paths, store, size=256, workers=workers, resume=True)
+        res = pack_images(split.image_paths, store, size=size, workers=workers, resume=True)
         info = {"list_sha256": digest, "kept": res.kept, "skipped": [list(s) for s in res.skipped]}
         io.write_json(marker, info)
     images = np.load(store, mmap_mode="r")
@@ -78,13 +86,15 @@ def packed(run_dir: Path, split, name: str, workers: int) -> tuple[np.ndarray, n
 
 
 def results_markdown(r: dict) -> str:
-    lines = [f"# VOC2007 fine-tuning: `{r['tag']}`", "",
+    lines = [f"# VOC2007 fine-tuning: `{r['tag']}` ({r.get('arch', 'caffenet')})", "",
              f"{r['iterations']} iterations x batch {r['config']['batch_size']} (~{r['epochs']:.0f} epochs of "
              f"{r['n_trainval']} trainval images); test {r['n_test']} images; official VOC07 11-point AP.", "",
              "| class | AP centre | AP 10-crop |", "|---|---:|---:|"]
     for c in r["classes"]:
         lines.append(f"| {c} | {100 * r['ap_center'][c]:.1f} | {100 * r['ap_10crop'][c]:.1f} |")
     lines.append(f"| **mean** | **{100 * r['map_center']:.1f}** | **{100 * r['map_10crop']:.1f}** |")
+    if r.get("n_refused_ids"):
+        lines += ["", f"{r['n_refused_ids']} image id(s) pointing outside JPEGImages/ were refused ({OUTSIDE})."]
     return "\n".join(lines) + "\n"
 
 
@@ -101,7 +111,8 @@ def main(argv=None):
     cli.print_config(STAGE, args)
     root = find_voc_root(args.data_root if args.data_root is not None else "data")
     device = cli.resolve_device(args.device)
-    net, info = load_network(args.weights, seed=args.seed, device="cpu")
+    net, info = load_network(args.weights, seed=args.seed, device="cpu", arch=args.arch)
+    spec = backbones.spec_of(net)
     tag = args.tag or info["tag_hint"]
     stage_dir = Path(args.out) / "finetune" / tag
     meta = provenance.read_meta(stage_dir) or {}
@@ -121,8 +132,13 @@ def main(argv=None):
     classes = test.classes
     if trainval.classes != classes:
         raise DataError(f"{root}: trainval and test name different classes")
-    tv_images, tv_labels, n_skip_tv = packed(Path(args.out), trainval, "trainval", args.workers)
-    te_images, te_labels, n_skip_te = packed(Path(args.out), test, "test", args.workers)
+    refused = {name: split.refused for name, split in (("trainval", trainval), ("test", test)) if split.refused}
+    for name, split in (("trainval", trainval), ("test", test)):
+        if split.refused:
+            cli.log(f"{name}: refused {sum(split.refused.values())} image id(s) resolving outside "
+                    f"{root / 'JPEGImages'} ({OUTSIDE}); first: {', '.join(map(repr, split.refused_ids))}")
+    tv_images, tv_labels, n_skip_tv = packed(Path(args.out), trainval, "trainval", args.workers, spec.resize)
+    te_images, te_labels, n_skip_te = packed(Path(args.out), test, "test", args.workers, spec.resize)
 
     new_head(net, len(classes), args.seed)
     cfg = FinetuneConfig(iterations=args.iterations, batch_size=args.batch_size, base_lr=args.base_lr,
@@ -138,10 +154,12 @@ def main(argv=None):
     scores_10 = predict(net, te_images, "10crop", args.eval_batch_size, device)
     ap_c, map_c = evaluate(scores_c, te_labels, classes)
     ap_10, map_10 = evaluate(scores_10, te_labels, classes)
-    res = {"tag": tag, "map_center": map_c, "map_10crop": map_10, "ap_center": ap_c, "ap_10crop": ap_10,
+    res = {"tag": tag, "arch": info["arch"], "map_center": map_c, "map_10crop": map_10, "ap_center": ap_c,
+           "ap_10crop": ap_10,
            "iterations": args.iterations, "classes": classes, "epochs": epochs(cfg, len(tv_images)),
            "n_trainval": int(len(tv_images)), "n_test": int(len(te_images)),
            "n_skipped_images": n_skip_tv + n_skip_te, "weights_sha256": info["sha256"],
+           "n_refused_ids": sum(sum(r.values()) for r in refused.values()),
            "weights_source": info["source"], "config": cfg.__dict__, "train": train_info,
            "classes_without_test_positives": [c for j, c in enumerate(classes) if not (te_labels[:, j] == 1).any()]}
     io.write_json(stage_dir / "results.json", res)
@@ -151,7 +169,7 @@ def main(argv=None):
             f"wrote {stage_dir}, {summary}")
     provenance.write_meta(stage_dir, STAGE, args, outputs=[ckpt, stage_dir / "results.json",
                                                            stage_dir / "results.md"],
-                          extra={"weights": info, "tag": tag})
+                          extra={"weights": info, "tag": tag, "refused": refused})
     return 0
 
 

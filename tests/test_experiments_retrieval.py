@@ -114,3 +114,53 @@ def test_real_wikipedia_train_split_with_the_real_images(script, shared_data, re
     assert res["n_queries"] == 2173 and res["n_image_queries"] == 53 and res["n_missing_images"] == 2120
     assert "2120 of 2173 images" in capsys.readouterr().out
     assert 0 < res["chance_img2txt"] < 0.3 and 0 < res["img2txt_map"] <= 1
+
+
+def test_vector_loss_network_is_read_at_its_logits_and_ranked_by_cosine(script, demo_corpus, demo_lda, tmp_path,
+                                                                        capsys):
+    """A checkpoint of another architecture that records the triplet loss: images are its L2-normalised
+    logits, ranked by cosine; the mAP is recomputed here from the cached logits and the texts."""
+    import torch
+
+    from texttopicnet.evaluation.metrics import retrieval_map
+    from texttopicnet.networks import backbones
+    from texttopicnet.text.topics import TopicModel
+    from texttopicnet.training.checkpoint import save_checkpoint
+    from texttopicnet.weights.loading import load_network
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # torchvision nets: two OpenMP threads spin on a shared 2-core machine
+    try:
+        net, _ = load_network("random", num_outputs=10, seed=1, arch="alexnet")
+        ck = tmp_path / "train" / "checkpoint.pt"
+        ck.parent.mkdir()
+        save_checkpoint(ck, {"model": net.state_dict(), "arch": backbones.describe(net), "iteration": 1,
+                             "loss": {"name": "triplet", "margin": 0.1, "negatives": "soft", "seed": 0}})
+        run = tmp_path / "run"
+        argv = ["--out", str(run), "--weights", str(ck), "--tag", "w2v", "--lda", str(demo_lda),
+                "--data-root", str(demo_corpus), "--device", "cpu", "--workers", "1"]
+        assert script.main(argv) == 0
+        assert "network: alexnet trained with triplet (recorded); images read at logits, ranked by cosine" in \
+            capsys.readouterr().out
+        res = json.loads((run / "retrieval" / "w2v" / "results.json").read_text())
+        assert (res["arch"], res["loss"], res["image_layer"], res["score"]) == ("alexnet", "triplet", "logits", "cosine")
+        folder = next((run / "features").iterdir())
+        logits = np.load(folder / "wikipedia_test_logits.npy")
+        img_paths = (folder / "wikipedia_test_logits.txt").read_text().splitlines()
+        test = load_wikipedia(find_wikipedia_root(demo_corpus), "test")
+        cat_of = {str(p.image_path): p.category for p in test if p.image_path is not None}
+        texts = TopicModel.load(demo_lda).infer([p.text for p in test], empty="nan", seed=0)
+        texts[np.isnan(texts).any(axis=1)] = 1.0 / texts.shape[1]
+        img = logits / np.linalg.norm(logits, axis=1, keepdims=True)
+        txt = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+        dist = 1 - txt @ img.T  # [text, image]
+        txt_lab = np.array([p.category for p in test])
+        img_lab = np.array([cat_of[p] for p in img_paths])
+        assert res["img2txt_map"] == pytest.approx(retrieval_map(dist.T, img_lab, txt_lab), abs=1e-5)
+        assert res["txt2img_map"] == pytest.approx(retrieval_map(dist, txt_lab, img_lab), abs=1e-5)
+        # the paper's reading on demand: --loss says how the outputs map into the text space
+        assert script.main(argv + ["--loss", "sigmoid_ce", "--tag", "w2v-prob"]) == 0
+        prob = json.loads((run / "retrieval" / "w2v-prob" / "results.json").read_text())
+        assert (prob["image_layer"], prob["score"]) == ("prob", "kl")
+    finally:
+        torch.set_num_threads(before)

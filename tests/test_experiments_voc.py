@@ -87,3 +87,29 @@ def test_svm_experiment_user_errors(tmp_path, demo_corpus):
                      "--c-grid", "0.1", "0.1"])
     with pytest.raises(SystemExit):  # argparse: not one of the protocols
         script.main(["--out", str(tmp_path), "--weights", "random", "--protocol", "paper"])
+
+
+def test_svm_experiment_with_another_architecture(damaged_voc, tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # torchvision nets: two OpenMP threads spin on a shared 2-core machine
+    try:
+        script = load_script("experiments/voc2007_classification.py")
+        run = tmp_path / "run"
+        argv = ["--out", str(run), "--weights", "random", "--arch", "alexnet", "--tag", "random-alexnet",
+                "--data-root", str(damaged_voc), "--device", "cpu", "--workers", "1"]
+        with pytest.raises(UserError, match="unknown layer.*layer4"):  # a ResNet name: AlexNet has no layer4
+            script.main(argv + ["--layers", "layer4"])
+        assert script.main(argv + ["--layers", "fc7"]) == 0
+        assert "network: alexnet, layers ['fc7']" in capsys.readouterr().out
+        res = json.loads((run / "voc_svm" / "random-alexnet" / "results_fc7.json").read_text())
+        assert res["arch"] == "alexnet" and res["weights_sha256"] == "random-alexnet-seed0-k40"
+        assert 0 <= res["map"] <= 1 and res["n_refused_ids"] == 1
+        import numpy as np
+
+        feats = np.load(run / "features" / "random-alexnet-seed0-k40" / "voc2007_test_fc7.npy")
+        assert feats.shape[1] == 4096 and np.isfinite(feats).all()
+        assert "| random-alexnet | release |" in (run / "voc_svm" / "summary.md").read_text()
+    finally:
+        torch.set_num_threads(before)

@@ -180,3 +180,55 @@ def test_image_list_lines_outside_its_folder_are_refused(tmp_path):
     # every line except /etc/passwd now resolves inside tmp_path (lines stay relative to the list's folder)
     secret = str((tmp_path / "secret.jpg").resolve())
     assert paths == [str((root / "img" / "a.jpg").resolve()), secret, secret, secret]
+
+
+@pytest.fixture()
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # torchvision nets: two OpenMP threads spin on a shared 2-core machine
+    yield
+    torch.set_num_threads(before)
+
+
+def test_extract_with_a_torchvision_network_uses_its_input(image_list, one_thread):
+    """AlexNet: the 224 centre crop of the 256 warp, /255, ImageNet mean/std (written out here in NumPy)."""
+    net, info = load_network("random", num_outputs=6, seed=0, arch="alexnet")
+    assert info["sha256"] == "random-alexnet-seed0-k6" and info["arch"] == "alexnet"
+    paths = image_list[:3] + [image_list[8]]  # three JPEGs and the corrupt file
+    fs = extract(net, paths, ["pool5", "logits", "prob"], batch_size=2, progress=False)
+    assert fs.kept == [0, 1, 2] and fs.features["pool5"].shape == (3, 256 * 6 * 6)
+    arr = load_resized(paths[1], 256)[16:240, 16:240] / 255.0
+    x = (arr - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x.transpose(2, 0, 1)[None]).float()).numpy()[0]
+    np.testing.assert_allclose(fs.features["logits"][1], ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fs.features["prob"][1], 1 / (1 + np.exp(-ref)), rtol=1e-4, atol=1e-6)
+    with pytest.raises(UserError, match="unknown layer"):
+        extract(net, paths, ["layer4"], progress=False)
+
+
+def test_extract_features_script_with_another_architecture(image_list, tmp_path, capsys, one_thread):
+    script = load_script("experiments/extract_features.py")
+    lst = Path(image_list[6]).parent / "imgs_r50.txt"
+    lst.write_text("\n".join(Path(p).name for p in image_list[6:]) + "\n")
+    argv = ["--out", str(tmp_path / "run"), "--weights", "random", "--arch", "resnet50", "--num-outputs", "7",
+            "--dataset", "list", "--image-list", str(lst), "--split", "mine", "--device", "cpu", "--workers", "1"]
+    assert script.main(argv) == 0
+    assert "layers ['avgpool']" in capsys.readouterr().out  # ResNet-50's default: global average pooling
+    folder = tmp_path / "run" / "features" / "random-resnet50-seed0-k7"  # never mixed with CaffeNet's cache
+    assert np.load(folder / "imgs_r50_mine_avgpool.npy").shape == (3, 2048)
+    import json
+
+    assert json.loads((folder / "imgs_r50_mine_avgpool.json").read_text())["arch"] == "resnet50"
+    with pytest.raises(UserError, match="unknown layer.*fc7"):
+        script.main(argv + ["--layer", "fc7"])
+
+
+def test_choose_layers_defaults_and_checks():
+    from texttopicnet.evaluation.features import choose_layers
+
+    caffe, _ = load_network("random", num_outputs=3)
+    assert choose_layers(caffe, None) == ["pool5", "fc6", "fc7"]  # the layers the paper reports
+    assert choose_layers(caffe, ["conv5", "logits"]) == ["conv5", "logits"]
+    with pytest.raises(UserError, match="avgpool"):
+        choose_layers(caffe, ["avgpool"])

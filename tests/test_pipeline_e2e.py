@@ -3,6 +3,7 @@ the report's tables are filled from the run's own result files, and a second run
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from conftest import load_script
@@ -44,8 +45,14 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
     for fig in ("loss_curve.png", "voc_ap_bars.png"):
         assert (run / "report" / "figures" / fig).stat().st_size > 1000
 
+    # the demo ends with the command that serves its search index, pointing at this run
+    first = capsys.readouterr().out
+    assert (run / "search" / "index.json").is_file()
+    serve = first.splitlines()[-1].split()
+    assert serve[0] == "python" and serve[1].endswith("search/02_serve.py") and serve[2] == "--index"
+    assert Path(serve[3]).resolve() == (run / "search").resolve()
+
     # a second run skips every stage
-    capsys.readouterr()
     assert pipeline.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 9
+    assert out.count("up to date, skipped") == 10  # every stage but the (always rebuilt) report

@@ -7,7 +7,13 @@ import pytest
 from scipy.stats import entropy
 
 from texttopicnet.evaluation.metrics import retrieval_map
-from texttopicnet.evaluation.retrieval import EPS, evaluate_direction, kl_divergence_matrix, prepare
+from texttopicnet.evaluation.retrieval import (
+    EPS,
+    evaluate_direction,
+    iter_distance_blocks,
+    kl_divergence_matrix,
+    prepare,
+)
 
 
 def _ref_kl(P, Q):
@@ -63,3 +69,56 @@ def test_chunked_evaluation_equals_full_matrix(score):
     assert ap_t2i.mean() == pytest.approx(retrieval_map(D, txt_lab, img_lab), abs=1e-9)
     np.testing.assert_array_equal(top[:, 0], D.argmin(axis=0))
     assert ap_i2t.mean() > 0.5  # informative vectors: far above the ~0.2 chance of 5 classes
+
+
+def test_cosine_takes_signed_vectors_and_kl_does_not():
+    """Vector spaces (word2vec captions, cosine/triplet-trained networks) have negative entries."""
+    rng = np.random.default_rng(2)
+    T, I = rng.normal(size=(6, 5)), rng.normal(size=(4, 5))
+    prep = prepare(T, I, score="cosine", dtype=np.float64)
+    ref = np.array([[1 - t @ i / np.linalg.norm(t) / np.linalg.norm(i) for i in I] for t in T])
+    dist = np.vstack([d for _, d in iter_distance_blocks(prep, "text")])
+    np.testing.assert_allclose(dist, ref, atol=1e-12)
+    with pytest.raises(ValueError, match="negative"):
+        prepare(T, I, score="kl")
+    with pytest.raises(ValueError, match="all zero"):
+        prepare(np.zeros((1, 5)), I, score="cosine")
+
+
+def test_image_side_follows_the_training_loss():
+    from texttopicnet.evaluation.retrieval import default_score, image_layer, to_text_space
+
+    out = np.array([[3.0, -4.0], [0.5, 0.0]], dtype=np.float32)
+    assert (image_layer("sigmoid_ce"), default_score("sigmoid_ce")) == ("prob", "kl")  # the paper's
+    for name in ("cosine", "triplet"):  # L2-normalised logits, ranked by cosine
+        assert (image_layer(name), default_score(name)) == ("logits", "cosine")
+        np.testing.assert_allclose(to_text_space(out, name), [[0.6, -0.8], [1.0, 0.0]], rtol=1e-6)
+    np.testing.assert_array_equal(to_text_space(out, "mse"), out)  # regression outputs as they are
+    np.testing.assert_array_equal(to_text_space(out, "sigmoid_ce"), out)  # prob is already the sigmoid's
+
+
+def test_recorded_loss_reads_the_training_stage_records(tmp_path):
+    import json
+
+    from texttopicnet.core.io import sha256_file
+    from texttopicnet.evaluation.retrieval import recorded_loss
+    from texttopicnet.training.checkpoint import save_checkpoint
+
+    train = tmp_path / "train"
+    train.mkdir()
+    w = train / "model.safetensors"
+    w.write_bytes(b"weights")
+    info = {"source": str(w), "file_sha256": sha256_file(w)}
+    assert recorded_loss(w, info) is None  # no summary.json beside it
+    (train / "summary.json").write_text(json.dumps({"model_sha256": info["file_sha256"],
+                                                    "loss": {"name": "triplet", "margin": 0.1}}))
+    assert recorded_loss(w, info) == {"name": "triplet", "margin": 0.1}
+    (train / "summary.json").write_text(json.dumps({"model_sha256": info["file_sha256"]}))
+    assert recorded_loss(w, info) == {"name": "sigmoid_ce"}  # a summary from before losses were recorded
+    assert recorded_loss(w, {**info, "file_sha256": "0" * 64}) is None  # another file's summary
+    ck = train / "checkpoint.pt"
+    save_checkpoint(ck, {"model": {}, "loss": {"name": "cosine"}})
+    assert recorded_loss(ck, {"source": str(ck)}) == {"name": "cosine"}
+    save_checkpoint(ck, {"model": {}})
+    assert recorded_loss(ck, {"source": str(ck)}) is None
+    assert recorded_loss("random", {"source": "random"}) is None

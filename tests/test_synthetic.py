@@ -1,4 +1,4 @@
-"""The demo corpus generator: determinism, edge cases, readability, and a learnable signal."""
+"""The demo corpus generator: determinism, edge cases, readability, and a signal in shape, not colour."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from texttopicnet.core import cli, provenance
 from texttopicnet.data import images
 from texttopicnet.data.readers import imageclef, voc, wikipedia
 from texttopicnet.data.synthetic import build_plan, generate
-from texttopicnet.data.synthetic.vocab import SUBJECT_WORDS
+from texttopicnet.data.synthetic.motifs import MOTIFS, Ctx
+from texttopicnet.data.synthetic.render import ImageSpec, paint
+from texttopicnet.data.synthetic.vocab import SUBJECT_WORDS, SUBJECTS
 
 
 def _tree_digests(root):
@@ -137,34 +139,102 @@ def test_text_follows_the_subjects(demo_corpus):
     assert hits >= 0.95 * len(pairs)
 
 
-def test_pixels_carry_the_labels(demo_corpus):
-    """A linear model on colour histograms beats the same model trained on shuffled labels."""
+def _painted(demo_corpus):
+    """(file, main subject) of every regular picture of the corpus (RGB JPEGs the readers decode).
+
+    The subject comes from the plan (the generator's record of what it painted); the
+    features the tests below compute come from the written files alone.
+    """
+    rows = []
+    for job in build_plan(0, 0.25).images:
+        if job.damage is None and job.spec.fmt == "JPEG" and job.spec.mode == "RGB":
+            weights = dict(job.spec.weights)
+            rows.append((demo_corpus / job.relpath, max(weights, key=weights.get)))
+    return rows
+
+
+def _colour_features(rgb):
+    """What a colour statistic sees: a 4x4x4 RGB histogram plus channel means and spreads."""
+    q = (rgb // 64).astype(np.int64)
+    hist = np.bincount((q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel(), minlength=64) / q[..., 0].size
+    flat = rgb.reshape(-1, 3) / 255.0
+    return np.concatenate([hist, flat.mean(0), flat.std(0)])
+
+
+def _structure_features(rgb, cells=4, bins=9):
+    """A plain HOG: unsigned gradient orientations of the luma (blind to hue and to polarity),
+    weighted by magnitude, in a 4x4 grid of cells (so layout counts), each cell L2-normalised."""
+    g = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    gx, gy = np.zeros_like(g), np.zeros_like(g)
+    gx[:, 1:-1], gy[1:-1] = g[:, 2:] - g[:, :-2], g[2:] - g[:-2]
+    mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
+    b = np.minimum((ang / np.pi * bins).astype(np.int64), bins - 1)
+    n, out = g.shape[0] // cells, []
+    for i in range(cells):
+        for j in range(cells):
+            cell = (slice(i * n, (i + 1) * n), slice(j * n, (j + 1) * n))
+            h = np.bincount(b[cell].ravel(), weights=mag[cell].ravel(), minlength=bins)
+            out.append(h / (np.linalg.norm(h) + 1e-6))
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def pixel_features(demo_corpus):
+    rows = _painted(demo_corpus)
+    colour, structure = [], []
+    for path, _ in rows:
+        rgb = np.asarray(Image.open(path).convert("RGB").resize((128, 128), Image.Resampling.BILINEAR))
+        colour.append(_colour_features(rgb))
+        structure.append(_structure_features(rgb))
+    y = np.array([SUBJECTS.index(s) for _, s in rows])
+    return np.array(colour), np.array(structure), y
+
+
+def _cv_accuracy(x, y):
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    root = voc.find_voc_root(demo_corpus)
+    folds = StratifiedKFold(4, shuffle=True, random_state=0)
+    return float(cross_val_score(LogisticRegression(C=1.0, max_iter=3000), x, y, cv=folds).mean())
 
-    def features(split):
-        s = voc.load_voc_split(root, split)
-        rows = []
-        for p in s.image_paths:
-            a = np.asarray(Image.open(p).convert("RGB").resize((64, 64))) // 64
-            rows.append(np.bincount((a[..., 0] * 16 + a[..., 1] * 4 + a[..., 2]).ravel(), minlength=64) / 4096)
-        return np.array(rows), s.labels
 
-    (xtr, ytr), (xte, yte) = features("trainval"), features("test")
+def test_colour_says_nothing_about_the_subject(pixel_features):
+    """Colours are drawn afresh for every picture: a linear model on colour statistics is at chance."""
+    colour, _, y = pixel_features
+    assert len(y) > 300 and np.bincount(y).min() >= 20
+    chance = np.bincount(y).max() / len(y)
+    accuracy = _cv_accuracy(colour, y)
+    assert accuracy < chance + 0.08, (accuracy, chance)
 
-    def mean_ap(labels):
-        aps = []
-        for j in range(labels.shape[1]):
-            m, keep = labels[:, j] != 0, yte[:, j] != 0
-            clf = LogisticRegression(C=10, max_iter=2000).fit(xtr[m], labels[m, j] == 1)
-            aps.append(average_precision_score(yte[keep, j] == 1, clf.decision_function(xte[keep])))
-        return float(np.mean(aps))
 
-    real = mean_ap(ytr)
-    shuffled = mean_ap(ytr[np.random.default_rng(0).permutation(len(ytr))])
-    assert real > 0.4 and real > shuffled + 0.15, (real, shuffled)
+def test_shape_texture_and_layout_carry_the_subject(pixel_features):
+    """The same linear model on colour-blind gradient-orientation features recovers the subject."""
+    colour, structure, y = pixel_features
+    accuracy = _cv_accuracy(structure, y)
+    assert accuracy > 0.3 and accuracy > _cv_accuracy(colour, y) + 0.2, accuracy
+    # The class is in the arrangement of edges, not in how many there are: the total
+    # gradient energy per picture alone says little.
+    energy = structure.reshape(len(y), -1, 9).sum(2)  # per-cell sums of normalised histograms
+    assert _cv_accuracy(energy, y) < accuracy - 0.15
+
+
+def test_every_motif_is_drawn_at_any_size_weight_and_faintness():
+    for subject, motif in MOTIFS.items():
+        for i, (w, h, weight, faint) in enumerate([(256, 256, 1.0, False), (360, 256, 0.25, False),
+                                                    (200, 300, 0.5, False), (320, 180, 0.0, True)] * 5):
+            body, detail = motif.draw(Ctx(np.random.default_rng(i), w, h, weight, faint))
+            assert body.shape == detail.shape == (h, w) and body.dtype == detail.dtype == np.uint8
+            area = (body > 0).mean()
+            assert 0.002 < area < 0.6, (subject, w, h, weight, faint, area)
+            if not faint:  # the second colour is a texture or a part of the motif, never all of it
+                assert 0 < (detail > 0).sum() < (body > 0).sum() + (detail > 0).sum(), subject
+
+
+def test_painting_is_a_pure_function_of_the_spec():
+    spec = ImageSpec(seed=7, width=300, height=260, weights=(("city", 0.6), ("music", 0.4)), faint=("space",))
+    assert np.array_equal(paint(spec), paint(spec))
+    other = paint(ImageSpec(seed=8, width=300, height=260, weights=spec.weights, faint=spec.faint))
+    assert np.abs(other.astype(int) - paint(spec)).mean() > 10
 
 
 def test_script_is_idempotent_and_reports_user_errors(tmp_path, capsys):
@@ -178,6 +248,14 @@ def test_script_is_idempotent_and_reports_user_errors(tmp_path, capsys):
     capsys.readouterr()
     assert script.main(["--out", str(out), "--scale", "0.05"]) == 0
     assert "already done" in capsys.readouterr().out
+    # A corpus written by an older generator version draws other pictures: it is rewritten.
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["generator_version"] == script.VERSION
+    meta_path.write_text(json.dumps({**meta, "generator_version": script.VERSION - 1}))
+    assert script.main(["--out", str(out), "--scale", "0.05", "--workers", "1"]) == 0
+    assert "already done" not in capsys.readouterr().out
+    assert json.loads(meta_path.read_text())["generator_version"] == script.VERSION
 
     foreign = tmp_path / "real"
     (foreign / "VOC2007").mkdir(parents=True)

@@ -71,7 +71,10 @@ def test_outputs_follow_the_contract(reference):
     files = sorted(p.name for p in reference.iterdir())
     assert files == ["checkpoint.pt", "log.jsonl", "meta.json", "model.safetensors", "model.sha256", "summary.json"]
     ck = torch.load(reference / "checkpoint.pt", weights_only=True)
-    assert set(ck) == {"model", "optimizer", "scheduler", "scaler", "rng", "iteration", "config"}
+    assert set(ck) == {"model", "optimizer", "scheduler", "scaler", "rng", "iteration", "config", "arch", "loss"}
+    # the architecture and loss are recorded, so loading needs no flag
+    assert ck["arch"] == {"arch": "caffenet", "num_outputs": 5, "options": {"dropout": 0.5}}
+    assert ck["loss"] == {"name": "sigmoid_ce"} and ck["config"]["arch"] == "caffenet"
     assert ck["iteration"] == ITERS and ck["config"]["batch_size"] == 2 and ck["config"]["num_outputs"] == 5
     sched = ck["config"]["schedule"]  # the resolved schedule is recorded with the weights
     assert (sched["iterations"], sched["global_batch"], sched["total_images"], sched["iterations_from"]) == \

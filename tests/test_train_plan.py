@@ -162,3 +162,72 @@ def test_cpu_fast_path_equals_the_device_path(tmp_path):
         x_ref, y_ref = device_batch(plan.batch_at(data, it), torch.device("cpu"))
         assert torch.equal(x_fast, x_ref) and torch.equal(y_fast, y_ref)
     assert x_fast.shape == (4, 3, 227, 227)
+
+
+def test_architecture_settings_resolve_from_the_registry():
+    # CaffeNet (the default) keeps the paper's 227 crop and 0.5 dropout; the others take their own
+    assert resolved(make_config("paper"))[0].crop == 227 and resolved(make_config("paper"))[0].dropout == 0.5
+    cfg, _ = resolved(make_config("demo", arch="resnet50"))
+    assert (cfg.crop, cfg.dropout, cfg.loss) == (224, None, "sigmoid_ce")  # ResNet-50 has no dropout layer
+    cfg, _ = resolved(make_config("demo", arch="googlenet", crop=96, loss="triplet"))
+    assert (cfg.crop, cfg.dropout) == (96, 0.2)  # torchvision's GoogLeNet dropout
+    assert make_config("paper", loss="triplet", seed=4).loss_options() == {"margin": 0.1, "negatives": "soft",
+                                                                          "seed": 4}
+    assert make_config("paper", loss="mse").loss_options() == {}
+    for kw, match in (({"arch": "lenet"}, "unknown architecture"), ({"loss": "hinge"}, "unknown loss"),
+                      ({"negatives": "hardest"}, "negative rule"), ({"arch": "densenet161", "dropout": 0.1},
+                                                                     "no dropout")):
+        with pytest.raises(UserError, match=match):
+            make_config("paper", **kw)
+
+
+def test_imagenet_input_conversion_equals_the_registry_preprocess(tmp_path):
+    """The loop's cached ImageNet conversion is torchvision_nets.imagenet_preprocess_uint8 bit for bit,
+    and both equal the convention written out in NumPy; the CPU fast path equals the device path."""
+    from texttopicnet.networks import backbones
+    from texttopicnet.training.data import PackedData, cpu_batch, device_batch, network_input
+
+    pre = backbones.get("resnet50").preprocess
+    x = torch.randint(0, 256, (3, 3, 9, 7), dtype=torch.uint8)
+    ref = (x.numpy() / 255.0 - np.array([0.485, 0.456, 0.406])[:, None, None]) / \
+        np.array([0.229, 0.224, 0.225])[:, None, None]
+    assert torch.equal(network_input(x, preprocess=pre), pre(x))
+    np.testing.assert_allclose(network_input(x, preprocess=pre).numpy(), ref, rtol=1e-5, atol=1e-6)
+    cl = network_input(x, torch.channels_last, pre)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, pre(x))
+    rng = np.random.default_rng(1)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    np.save(packed / "images.npy", rng.integers(0, 256, (6, 40, 40, 3), dtype=np.uint8))
+    np.save(packed / "labels.npy", rng.normal(size=(6, 3)).astype(np.float32))  # vectors: any finite float32
+    (packed / "index.txt").write_text("".join(f"/x/{i}.jpg\n" for i in range(6)))
+    data = PackedData(packed)
+    plan = BatchPlan(len(data), 3, seed=2, image_hw=data.image_size, crop=32)
+    for it in range(2):
+        x_fast, y_fast = cpu_batch(plan, data, it, preprocess=pre)
+        x_ref, y_ref = device_batch(plan.batch_at(data, it), torch.device("cpu"), 32, preprocess=pre)
+        assert torch.equal(x_fast, x_ref) and torch.equal(y_fast, y_ref)
+    assert x_fast.shape == (3, 3, 32, 32)
+
+
+def test_caffe_mean_is_built_once_per_device():
+    from texttopicnet.networks.caffenet import MEAN_BGR, mean_bgr_tensor
+
+    a = mean_bgr_tensor("cpu")
+    assert a is mean_bgr_tensor(torch.device("cpu")) and a is mean_bgr_tensor(None)  # no copy per step
+    assert a.shape == (1, 3, 1, 1) and a.flatten().tolist() == [float(np.float32(v)) for v in MEAN_BGR]
+    assert mean_bgr_tensor("cpu", torch.float64).dtype == torch.float64
+
+
+def test_demo_preset_keeps_its_minutes_for_costlier_networks():
+    from texttopicnet.training.config import DEMO_STEP_COST
+
+    caffe, _ = resolved(make_config("demo"))
+    r50, _ = resolved(make_config("demo", arch="resnet50"))
+    cost = DEMO_STEP_COST["resnet50"]
+    assert (r50.iterations, r50.batch_size, r50.base_lr) == (round(320 / cost), 16, 0.008)
+    assert r50.step_size == round(0.75 * r50.iterations) and r50.eval_images == round(128 / cost)
+    assert r50.iterations * cost == pytest.approx(caffe.iterations, rel=0.05)  # the same CPU minutes
+    assert resolved(make_config("demo", arch="alexnet"))[0].iterations == 320  # as costly as CaffeNet
+    assert resolved(make_config("demo", arch="resnet50", iterations=9))[0].iterations == 9  # given: kept
+    assert resolved(make_config("paper", arch="resnet50"))[0].iterations == 160_000  # the paper's is the paper's

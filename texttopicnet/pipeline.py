@@ -160,6 +160,12 @@ def build_stages() -> list[Stage]:
                                         str(s.data_root), "--device", s.device, "--seed", str(s.seed)])
                          for t, w in s.tags],
               lambda s: [R(s, "retrieval", t) for t, _ in s.tags], deps=("train", "lda", "corpus")),
+        Stage("search", "search index of the demo images (words, images and their arithmetic)",
+              lambda s: [("search/01_build_index.py",
+                          _common(s) + ["--weights", str(s.trained_weights), "--space", str(s.lda_dir),
+                                        "--images", f"folder:{s.data_root}", "--device", s.device,
+                                        "--seed", str(s.seed), "--workers", str(s.workers)])],
+              lambda s: [R(s, "search")], deps=("train", "lda", "corpus"), enabled=lambda s: s.dataset == "demo"),
         Stage("report", "results report (markdown + HTML + figures)", lambda s: [],
               lambda s: [R(s, "report")], deps=("train", "voc_svm", "retrieval"), inline=_report_inline),
     ]
@@ -167,6 +173,22 @@ def build_stages() -> list[Stage]:
 
 
 STAGE_NAMES = [st.name for st in build_stages()]
+
+
+def serve_command(s: Settings) -> str | None:
+    """The command that serves the run's search index (None when the run has no index)."""
+    index = s.run_dir / "search"
+    if not (index / "index.json").is_file():
+        return None
+
+    def shown(p: Path) -> str:  # relative to where the user is when that is shorter
+        try:
+            return os.path.relpath(p)
+        except ValueError:
+            return str(p)
+    script = PROJECT_ROOT / "search" / "02_serve.py"
+    return " ".join(shlex.quote(x) for x in ["python", min(shown(script), str(script), key=len), "--index",
+                                             min(shown(index), str(index), key=len)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,6 +94,21 @@ def network_parser() -> argparse.ArgumentParser:
     return p
 
 
+def arch_parser(default: str | None = None, help_extra: str | None = None) -> argparse.ArgumentParser:
+    """``--arch``: a backbone of ``texttopicnet.networks.backbones`` (imported here, so only the stages
+    that build networks pay for torch). ``default=None`` (the experiments): files written by this
+    toolkit record their architecture; the flag is needed for ``--weights random`` (default then
+    CaffeNet, the paper's) and for a torchvision state-dict ``.pth``."""
+    from ..networks import backbones
+
+    p = argparse.ArgumentParser(add_help=False)
+    what = help_extra or ("architecture of --weights random (default: caffenet, the paper's) and of a bare "
+                          "torchvision state-dict .pth; files written by this toolkit record theirs, and a "
+                          "different --arch is an error")
+    p.add_argument("--arch", default=default, choices=backbones.names(), help=what)
+    return p
+
+
 def device_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--device", default="auto",

@@ -1,8 +1,12 @@
 """CNN feature extraction with the paper's test-time input, cached per (weights, dataset, split, layer).
 
 Input (REFERENCE.md, VOC2007 protocol): resize to 256x256 ignoring the aspect ratio, centre
-227x227 crop, BGR mean-subtracted 0..255 pixels. Images are decoded by a thread pool one
-batch ahead of the network (PIL releases the GIL), and all requested layers come from one
+crop, the network's pixel convention; all three come from the network's backbone
+(``backbones.spec_of(net)``): CaffeNet, the paper's, takes the 227 crop in BGR minus the
+Caffe mean, 0..255; torchvision nets the 224 crop, /255, ImageNet mean/std. Layers are any
+name ``networks.layers`` knows for the network (CaffeNet's Caffe names, torchvision node
+names and aliases, ``logits``, ``prob``). Images are decoded by a thread pool one batch
+ahead of the network (PIL releases the GIL), and all requested layers come from one
 forward pass. Unreadable images are skipped, counted and listed, never fatal.
 
 Cache layout (docs/DEVELOPING.md)::
@@ -13,7 +17,9 @@ Cache layout (docs/DEVELOPING.md)::
                                                                  the requested path list, skipped images
 
 The ``.json`` is written last, so a cache entry is trusted only when it exists, names the
-same requested list and the array's row count equals the index's length.
+same requested list and the array's row count equals the index's length. The weights
+checksum names the architecture too (each file is one network; ``random`` baselines of
+other architectures are ``random-<arch>-seed<N>-k<K>``), and the marker records ``arch``.
 
 Example::
 
@@ -37,7 +43,9 @@ import torch
 
 from ..core import io
 from ..data.images import ImageReadError, load_resized
-from ..networks.caffenet import CROP, FEATURE_LAYERS, RESIZE, preprocess_uint8
+from ..networks import backbones
+from ..networks.caffenet import RESIZE
+from ..networks.layers import FeatureExtractor
 from ..training.augment import center_crop
 
 CACHE_VERSION = 1  # bump when the preprocessing changes, so old caches are recomputed
@@ -59,23 +67,23 @@ def list_digest(paths: Sequence[str | os.PathLike]) -> str:
     return h.hexdigest()
 
 
-def _load(path) -> np.ndarray | str:
+def _load(path, size: int = RESIZE) -> np.ndarray | str:
     try:
-        return load_resized(path, RESIZE)
+        return load_resized(path, size)
     except ImageReadError as exc:
         return str(exc)
 
 
-def iter_image_batches(paths: Sequence[str | os.PathLike], batch_size: int, workers: int = 2
+def iter_image_batches(paths: Sequence[str | os.PathLike], batch_size: int, workers: int = 2, size: int = RESIZE
                        ) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
-    """Yield (kept positions, uint8 (n, 256, 256, 3) or None, [(position, reason)]) per batch.
+    """Yield (kept positions, uint8 (n, size, size, 3) or None, [(position, reason)]) per batch.
 
     Decoding of batch b+1 runs in threads while the caller works on batch b.
     """
     starts = list(range(0, len(paths), batch_size))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         def submit(s):
-            return [pool.submit(_load, paths[i]) for i in range(s, min(s + batch_size, len(paths)))]
+            return [pool.submit(_load, paths[i], size) for i in range(s, min(s + batch_size, len(paths)))]
 
         pending = submit(starts[0]) if starts else None
         for b, s in enumerate(starts):
@@ -96,18 +104,18 @@ def extract(net: torch.nn.Module, paths: Sequence[str | os.PathLike], layers: Se
             batch_size: int = 64, device: str | torch.device = "cpu", workers: int = 2,
             progress: bool = True, desc: str = "features", resume_dir: str | os.PathLike | None = None,
             part_images: int = 2048) -> FeatureSet:
-    """Run ``net`` (a CaffeNet) on every readable image; each layer flattened to (n_kept, dim) float32.
+    """Run ``net`` (any registered backbone) on every readable image; each layer flattened to
+    (n_kept, dim) float32. Input size, crop and pixel convention are the backbone's.
 
     With ``resume_dir``, finished parts of ``part_images`` images are saved there as they
     complete, and a rerun with the same arguments continues after the last saved part.
     """
-    unknown = [n for n in layers if n not in FEATURE_LAYERS]
-    if unknown:
-        raise ValueError(f"unknown layer(s) {unknown}; choose from {list(FEATURE_LAYERS)}")
     from tqdm import tqdm
 
+    spec = backbones.spec_of(net)
     device = torch.device(device)
     net = net.to(device).eval()
+    run = FeatureExtractor(net, layers)  # an unknown name is a UserError listing the network's layers
     per_part = max(1, part_images // batch_size) * batch_size
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in layers}
     kept_all: list[int] = []
@@ -118,11 +126,11 @@ def extract(net: torch.nn.Module, paths: Sequence[str | os.PathLike], layers: Se
     bar = tqdm(total=len(paths), initial=start, desc=desc, unit="img", disable=not progress)
     part = {n: [] for n in layers}, [], []
     with torch.inference_mode():
-        for kept, batch, bad in iter_image_batches(paths[start:], batch_size, workers):
+        for kept, batch, bad in iter_image_batches(paths[start:], batch_size, workers, spec.resize):
             part[2].extend((str(paths[start + i]), reason) for i, reason in bad)
             if batch is not None:
-                x = center_crop(torch.from_numpy(batch).to(device), CROP)
-                out = net.extract(preprocess_uint8(x), layers)
+                x = center_crop(torch.from_numpy(batch).to(device), spec.crop)
+                out = run(spec.preprocess(x))
                 for n in layers:
                     part[0][n].append(out[n].flatten(1).float().cpu().numpy())
                 part[1].extend(start + i for i in kept)
@@ -139,6 +147,23 @@ def extract(net: torch.nn.Module, paths: Sequence[str | os.PathLike], layers: Se
     bar.close()
     feats = {n: (np.concatenate(chunks[n]) if chunks[n] else np.zeros((0, 0), np.float32)) for n in layers}
     return FeatureSet(feats, [str(paths[i]) for i in kept_all], kept_all, skipped)
+
+
+def choose_layers(net: torch.nn.Module, asked: Sequence[str] | None,
+                  default: Sequence[str] | None = None) -> list[str]:
+    """The layers to extract: ``asked`` checked against the network's names (a UserError names the
+    unknown ones and the recommended ones), or ``default``, or the backbone's ``default_layers``."""
+    from ..core.errors import UserError
+    from ..networks.layers import layer_names
+
+    spec = backbones.spec_of(net)
+    wanted = list(asked or default or spec.default_layers)
+    known = set(layer_names(net))
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise UserError(f"unknown layer(s) {unknown} for {spec.name}; recommended: {list(spec.feature_layers)}, "
+                        f"or any node of torchvision's get_graph_node_names for torchvision nets")
+    return wanted
 
 
 def _save_part(folder: Path, index: int, part) -> None:
@@ -216,6 +241,7 @@ def cached_features(run_dir: str | os.PathLike, net: torch.nn.Module, info: dict
     """
     folder = cache_dir(run_dir, info["sha256"])
     digest = list_digest(paths)
+    spec = backbones.spec_of(net)
     feats: dict[str, np.ndarray] = {}
     index = skipped = None
     from_cache = {}
@@ -250,7 +276,8 @@ def cached_features(run_dir: str | os.PathLike, net: torch.nn.Module, info: dict
                 "version": CACHE_VERSION, "dataset": dataset, "split": split, "layer": layer,
                 "weights_sha256": info["sha256"], "weights_source": info.get("source"),
                 "list_sha256": digest, "n_requested": len(paths), "n_kept": len(fs.paths),
-                "shape": list(fs.features[layer].shape), "input": f"resize {RESIZE}x{RESIZE}, centre crop {CROP}",
+                "shape": list(fs.features[layer].shape), "arch": spec.name,
+                "input": f"resize {spec.resize}x{spec.resize}, centre crop {spec.crop}",
                 "skipped": [list(s) for s in fs.skipped]})
             from_cache[layer] = False
         shutil.rmtree(partial, ignore_errors=True)
@@ -279,10 +306,15 @@ def dataset_images(dataset: str, split: str, data_root: str | os.PathLike | None
 
         return [str(p) for p in load_voc_split(find_voc_root(data_root), split).image_paths], notes
     if dataset == "wikipedia":
+        from ..core.paths import OUTSIDE
         from ..data.readers.wikipedia import find_wikipedia_root, load_wikipedia
 
-        pairs = load_wikipedia(find_wikipedia_root(data_root), split)
+        refused: dict = {}
+        pairs = load_wikipedia(find_wikipedia_root(data_root), split, refused=refused)
         paths = [str(p.image_path) for p in pairs if p.image_path is not None]
+        if refused.get(OUTSIDE):
+            notes.append(f"{refused[OUTSIDE]} id(s) of the Wikipedia {split} list lead outside the dataset folder "
+                         f"and were refused ({OUTSIDE})")
         if len(paths) < len(pairs):
             notes.append(f"{len(pairs) - len(paths)} of {len(pairs)} images of the Wikipedia {split} split "
                          "are missing on disk and were left out")

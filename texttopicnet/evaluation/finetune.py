@@ -1,22 +1,26 @@
-"""Fine-tune a whole CaffeNet on VOC2007 trainval (multi-label), evaluate with centre and 10-crop.
+"""Fine-tune a whole network on VOC2007 trainval (multi-label), evaluate with centre and 10-crop.
+
+Any registered backbone (``networks.backbones``: CaffeNet, the paper's, or a torchvision net):
+the head, the crop and the pixel convention are the backbone's (CaffeNet: fc8, 227, BGR minus
+the Caffe mean; ResNet-50: fc, 224, ImageNet mean/std ...).
 
 The paper fine-tunes its network on VOC2007 trainval and reports test mAP but does not
 publish the schedule. Ours (:class:`FinetuneConfig`, all overridable):
 
-- new 20-way fc8 (published init: Gaussian std 0.01), learning rate x10 on it (Caffe's
-  fine-tuning convention, e.g. its ``finetune_flickr_style`` example), x2 on biases, no
-  decay on biases (the paper's solver); SGD momentum 0.9, weight decay 5e-4, base lr
-  0.001 (the paper's training lr);
+- new 20-way head (published fc8 init: Gaussian std 0.01, zero bias), learning rate x10 on it
+  (Caffe's fine-tuning convention, e.g. its ``finetune_flickr_style`` example), x2 on biases, no
+  decay on biases (the paper's solver) nor on normalisation scales; SGD momentum 0.9, weight
+  decay 5e-4, base lr 0.001 (the paper's training lr);
 - batch 64, 12,500 iterations (~160 epochs of the 5,011 trainval images: the same number of
   image presentations as the widely used VOC07 fine-tuning protocol of Kraehenbuehl et al.,
   ICLR 2016, 80k iterations x batch 10), lr x0.1 every 5,000 iterations;
 - loss: per-class sigmoid cross-entropy against label == 1; labels 0 ("difficult only")
   are masked out of the loss, as they are ignored by the official AP;
-- input: random 227 crops of the 256x256 warp plus random horizontal flips (training), the
-  centre crop or the 10 Caffe crops averaged (test).
+- input: random crops (CaffeNet 227) of the 256x256 warp plus random horizontal flips
+  (training), the centre crop or the 10 Caffe crops averaged (test).
 
 Determinism and resume: sample order and crops are functions of (seed, iteration), and the
-checkpoint (plain dict: model, optimizer, scheduler, scaler, rng, iteration, config; atomic) is
+checkpoint (plain dict: model, optimizer, scheduler, scaler, rng, iteration, config, arch; atomic) is
 written every ``checkpoint_every`` iterations, so a killed run continues where it stopped and
 ends with the same weights.
 """
@@ -34,7 +38,7 @@ import torch
 from torch import nn
 
 from ..core.errors import UserError
-from ..networks.caffenet import CROP, CaffeNet, preprocess_uint8
+from ..networks import backbones, layers
 from ..training.augment import center_crop, random_crop_flip, ten_crop
 from ..training.checkpoint import (
     capture_rng_state,
@@ -69,25 +73,16 @@ class FinetuneConfig:
             raise UserError(f"base_lr must be positive, got {self.base_lr}")
 
 
-def new_head(net: CaffeNet, num_classes: int, seed: int) -> CaffeNet:
-    """Replace fc8 by a ``num_classes``-way layer drawn from ``seed`` (without touching the global RNG)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net.replace_head(num_classes)
-    return net
+def new_head(net: nn.Module, num_classes: int, seed: int) -> nn.Module:
+    """Replace the head (CaffeNet's fc8, ResNet's fc ...) by a ``num_classes``-way layer drawn from
+    ``seed`` (without touching the global RNG)."""
+    return backbones.replace_head(net, num_classes, seed=seed)
 
 
-def param_groups(net: CaffeNet, cfg: FinetuneConfig) -> list[dict]:
-    """Four groups: body weights, body biases (x2, no decay), head weights (x mult), head biases (x 2 mult)."""
-    groups = {(h, b): [] for h in (False, True) for b in (False, True)}
-    for name, p in net.named_parameters():
-        groups[(name.startswith("fc8."), name.endswith("bias"))].append(p)
-    out = []
-    for (head, bias), params in groups.items():
-        mult = (cfg.head_lr_mult if head else 1.0) * (2.0 if bias else 1.0)
-        out.append({"params": params, "lr": cfg.base_lr * mult, "lr_mult": mult,
-                    "weight_decay": 0.0 if bias else cfg.weight_decay})
-    return out
+def param_groups(net: nn.Module, cfg: FinetuneConfig) -> list[dict]:
+    """Body weights, body biases (x2, no decay), normalisation scales (no decay), head weights
+    (x mult), head biases (x 2 mult): ``backbones.param_groups`` (CaffeNet: the four groups)."""
+    return backbones.param_groups(net, cfg.weight_decay, cfg.base_lr, head_lr_mult=cfg.head_lr_mult)
 
 
 def lr_at(cfg: FinetuneConfig, iteration: int) -> float:
@@ -114,7 +109,7 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def finetune(net: CaffeNet, images: np.ndarray, labels: np.ndarray, cfg: FinetuneConfig, ckpt_path: Path,
+def finetune(net: nn.Module, images: np.ndarray, labels: np.ndarray, cfg: FinetuneConfig, ckpt_path: Path,
              device: torch.device, log: Callable[[dict], None] | None = None, progress: bool = True) -> dict:
     """Train ``net`` (head already replaced) on uint8 ``images`` (N, 256, 256, 3) with labels (N, C) in {1,-1,0}.
 
@@ -123,6 +118,7 @@ def finetune(net: CaffeNet, images: np.ndarray, labels: np.ndarray, cfg: Finetun
     from tqdm import tqdm
 
     cfg.check()
+    spec = backbones.spec_of(net)
     if len(images) != len(labels) or len(images) == 0:
         raise UserError(f"fine-tuning needs aligned, non-empty images and labels ({len(images)} vs {len(labels)})")
     net.to(device)
@@ -146,9 +142,10 @@ def finetune(net: CaffeNet, images: np.ndarray, labels: np.ndarray, cfg: Finetun
     def save(it):
         save_checkpoint(ckpt_path, {"model": clean_state_dict(net.state_dict()), "optimizer": opt.state_dict(),
                                     "scheduler": None, "scaler": None, "rng": capture_rng_state(),
-                                    "iteration": it, "config": dataclasses.asdict(cfg)})
+                                    "iteration": it, "config": dataclasses.asdict(cfg),
+                                    "arch": backbones.describe(net)})
 
-    net.train()
+    layers.train_mode(net)
     losses = []
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.iterations, initial=min(start, cfg.iterations), desc="fine-tune", unit="it",
@@ -160,7 +157,7 @@ def finetune(net: CaffeNet, images: np.ndarray, labels: np.ndarray, cfg: Finetun
         idx = np.sort(idx)  # order inside a batch is irrelevant to SGD; sorted memory-map reads are faster
         batch = torch.from_numpy(np.ascontiguousarray(images[idx])).to(device)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)
-        x = preprocess_uint8(random_crop_flip(batch, CROP, generator=gen))
+        x = spec.preprocess(random_crop_flip(batch, spec.crop, generator=gen))
         loss = masked_bce(net(x), labels_t[idx].to(device))
         if not torch.isfinite(loss):
             raise UserError(f"fine-tuning diverged at iteration {it} (loss {loss.item()}); lower --base-lr")
@@ -182,22 +179,23 @@ def finetune(net: CaffeNet, images: np.ndarray, labels: np.ndarray, cfg: Finetun
 
 
 @torch.inference_mode()
-def predict(net: CaffeNet, images: np.ndarray, mode: str = "center", batch_size: int = 64,
+def predict(net: nn.Module, images: np.ndarray, mode: str = "center", batch_size: int = 64,
             device: torch.device = torch.device("cpu"), progress: bool = True) -> np.ndarray:
     """Sigmoid scores (N, C): the centre crop, or the mean over Caffe's 10 crops ("10crop")."""
     from tqdm import tqdm
 
     if mode not in ("center", "10crop"):
         raise ValueError("mode must be 'center' or '10crop'")
+    spec = backbones.spec_of(net)
     net.eval().to(device)
     out = []
     for s in tqdm(range(0, len(images), batch_size), desc=f"test {mode}", disable=not progress):
         b = torch.from_numpy(np.array(images[s:s + batch_size])).to(device)  # copy: memory maps are read-only
         if mode == "center":
-            p = torch.sigmoid(net(preprocess_uint8(center_crop(b, CROP))))
+            p = torch.sigmoid(net(spec.preprocess(center_crop(b, spec.crop))))
         else:
-            crops = ten_crop(b, CROP)  # (10, n, 3, 227, 227)
-            logits = net(preprocess_uint8(crops.flatten(0, 1)))
+            crops = ten_crop(b, spec.crop)  # (10, n, 3, crop, crop)
+            logits = net(spec.preprocess(crops.flatten(0, 1)))
             p = torch.sigmoid(logits).view(10, len(b), -1).mean(0)
         out.append(p.float().cpu().numpy())
     return np.concatenate(out)

@@ -12,6 +12,14 @@ at :data:`EPS` = 1e-10 and Q is renormalised before the log, so a zero in Q wher
 a large finite penalty (about 23 nats per unit of P mass) instead of infinity.
 ``scipy.stats.entropy(p, q_floored_renormalised)`` gives the same numbers.
 
+The image side for any training loss (:func:`recorded_loss`, :func:`image_layer`,
+:func:`to_text_space`, :func:`default_score`): a network trained with the paper's sigmoid
+cross-entropy is read at ``prob`` (sigmoid of the logits) and ranked by KL after normalising
+to sum 1, as the paper; one trained with the cosine or triplet loss is read at ``logits``
+mapped by the loss's ``predict`` (L2-normalised) and ranked by cosine, as is one trained with
+MSE (raw regression outputs, which may be negative). The loss comes from what the training
+stage recorded (the checkpoint's ``loss`` entry, or ``summary.json`` beside an export).
+
 Example::
 
     from texttopicnet.evaluation.retrieval import kl_divergence_matrix, evaluate_direction
@@ -86,25 +94,42 @@ class Prepared:
     score: str
 
 
+def l2_rows(x, what: str = "rows") -> np.ndarray:
+    """Rows scaled to unit L2 norm (float64); any sign. Non-finite or all-zero rows are a ValueError."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{what}: contains NaN or infinite values")
+    n = np.linalg.norm(a, axis=1, keepdims=True)
+    zero = np.flatnonzero(n[:, 0] <= 0)
+    if zero.size:
+        raise ValueError(f"{what}: {zero.size} row(s) are all zero and have no direction (first: row {zero[0]})")
+    return a / n
+
+
 def prepare(text_vecs, image_vecs, score: str = "kl", dtype=np.float32) -> Prepared:
     """Normalise once; for KL precompute log(image) and each text's sum t log t.
 
+    KL needs non-negative rows (normalised to sum 1); cosine takes vectors of any sign
+    (for non-negative rows, normalising to sum 1 first would not change a cosine).
     ``dtype`` float32 halves memory and doubles GEMM speed; the ranking error it adds
     (~1e-6 relative) is far below the gaps between distinct topic vectors.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; choose from {SCORES}")
-    t = normalise_rows(text_vecs, "text vectors")
-    i = normalise_rows(image_vecs, "image vectors")
+    if score == "kl":
+        t = normalise_rows(text_vecs, "text vectors")
+        i = normalise_rows(image_vecs, "image vectors")
+    else:  # cosine: distance = 1 - cos, rows L2-normalised
+        t = l2_rows(text_vecs, "text vectors")
+        i = l2_rows(image_vecs, "image vectors")
     if t.shape[1] != i.shape[1]:
         raise ValueError(f"text vectors have {t.shape[1]} dims, image vectors {i.shape[1]}: "
-                         "the network's outputs must match the topic model's number of topics")
+                         "the network's outputs must match the text space's dimensions")
     if score == "kl":
         return Prepared(t.astype(dtype), _log_q(i).astype(dtype), _neg_entropy(t).astype(dtype), score)
-    # cosine: distance = 1 - cos, rows L2-normalised
-    tn = t / np.linalg.norm(t, axis=1, keepdims=True)
-    im = i / np.linalg.norm(i, axis=1, keepdims=True)
-    return Prepared(tn.astype(dtype), im.astype(dtype), np.ones(len(t), dtype=dtype), score)
+    return Prepared(t.astype(dtype), i.astype(dtype), np.ones(len(t), dtype=dtype), score)
 
 
 def rows_per_block(n_db: int, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
@@ -156,6 +181,66 @@ def evaluate_direction(prep: Prepared, text_labels, image_labels, query_is: str,
             order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
             top[sl, :k] = np.take_along_axis(part, order, axis=1)
     return ap, top
+
+
+# --- the image side: how a network's outputs map into the text space ------------------------------
+
+def recorded_loss(path, info: dict) -> dict | None:
+    """The loss config the training stage recorded for the weights at ``path`` (``info`` from
+    ``load_network``): a checkpoint's ``loss`` entry, or for an exported ``.safetensors`` the
+    ``summary.json`` beside it when its ``model_sha256`` is the file's. None when nothing records
+    one ('random', published and converted files, a user's .pth)."""
+    from pathlib import Path
+
+    if info.get("source") in (None, "random"):
+        return None
+    path = Path(path)
+    if path.suffix in (".pt", ".pth"):
+        import torch
+
+        try:  # mmap: only the small entries are read, not the weights
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - an old-format file: ask the plain way
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # noqa: BLE001 - load_network already read it; nothing recorded
+                return None
+        record = ckpt.get("loss") if isinstance(ckpt, dict) else None
+        return record if isinstance(record, dict) and "name" in record else None
+    summary = path.parent / "summary.json"
+    if path.suffix == ".safetensors" and summary.is_file():
+        from ..core import io
+
+        try:
+            rec = io.read_json(summary)
+        except (OSError, ValueError):
+            return None
+        if isinstance(rec, dict) and rec.get("model_sha256") == info.get("file_sha256"):
+            loss = rec.get("loss")
+            return loss if isinstance(loss, dict) and "name" in loss else {"name": "sigmoid_ce"}
+    return None
+
+
+def image_layer(loss_name: str) -> str:
+    """The layer retrieval reads: ``prob`` for the paper's sigmoid cross-entropy, else ``logits``."""
+    return "prob" if loss_name == "sigmoid_ce" else "logits"
+
+
+def to_text_space(outputs: np.ndarray, loss_name: str) -> np.ndarray:
+    """Activations of :func:`image_layer` -> the vectors compared with the texts: the loss's ``predict``
+    (``prob`` is already the sigmoid's, so sigmoid_ce passes through)."""
+    if loss_name == "sigmoid_ce":
+        return np.asarray(outputs)
+    import torch
+
+    from ..training.losses import build_loss
+
+    return build_loss(loss_name).predict(torch.from_numpy(np.asarray(outputs))).numpy()
+
+
+def default_score(loss_name: str) -> str:
+    """KL for distributions (sigmoid outputs, the paper's), cosine for vectors (the other losses)."""
+    return "kl" if loss_name == "sigmoid_ce" else "cosine"
 
 
 def evaluate(text_vecs, image_vecs, text_labels, image_labels, category_names: dict | None = None,

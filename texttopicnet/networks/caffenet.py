@@ -124,8 +124,20 @@ class CaffeNet(nn.Module):
         return OrderedDict((n, out[n]) for n in wanted)
 
 
+_MEAN_CACHE: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
 def mean_bgr_tensor(device=None, dtype=torch.float32) -> torch.Tensor:
-    return torch.tensor(MEAN_BGR, device=device, dtype=dtype).view(1, 3, 1, 1)
+    """The mean as a (1, 3, 1, 1) tensor on ``device``, built once per (device, dtype).
+
+    Building it from the Python tuple is a host-to-device copy that waits for the GPU;
+    cached, a training step never pays it. The tensor is shared: never modify it in place.
+    """
+    key = (torch.device(device) if device is not None else torch.device("cpu"), dtype)
+    mean = _MEAN_CACHE.get(key)
+    if mean is None:
+        mean = _MEAN_CACHE[key] = torch.tensor(MEAN_BGR, device=key[0], dtype=dtype).view(1, 3, 1, 1)
+    return mean
 
 
 def preprocess_uint8(batch: torch.Tensor, dtype=torch.float32) -> torch.Tensor:

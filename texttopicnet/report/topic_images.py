@@ -1,8 +1,9 @@
 """Which training images does the trained network score highest for each topic?
 
-Runs the network's ``prob`` output (sigmoid of fc8) over a seeded sample of the packed
-training images (centre 227 crop, the paper's test-time input) and returns, per
-topic, the indices of the highest-scoring images. Used for the report's topic figure.
+Runs the network's ``prob`` output (sigmoid of its head: CaffeNet's fc8) over a seeded sample
+of the packed training images (the centre crop in the network's pixel convention: CaffeNet
+227, the paper's test-time input; torchvision nets 224) and returns, per topic, the indices
+of the highest-scoring images. Used for the report's topic figure.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 def topic_top_images(packed_dir: Path, weights: Path, topics: list[int], k: int = 5, max_images: int = 400,
                      seed: int = 0, device: str = "cpu", batch_size: int = 32) -> tuple[np.ndarray, list[list[int]]]:
     """Return (thumbnails uint8 (M, 256, 256, 3), per-topic lists of ``k`` indices into them)."""
-    from ..networks.caffenet import preprocess_uint8
+    from ..networks import backbones
     from ..training.augment import center_crop
     from ..weights.loading import load_network
 
@@ -27,12 +28,13 @@ def topic_top_images(packed_dir: Path, weights: Path, topics: list[int], k: int 
     pick = np.sort(rng.choice(n, size=min(n, max_images), replace=False))
     net, _ = load_network(str(weights), device=device)
     net.eval()
+    spec = backbones.spec_of(net)
     probs = []
     for start in range(0, len(pick), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(store[pick[start:start + batch_size]])).to(device)
-        x = preprocess_uint8(center_crop(batch, 227))
+        x = spec.preprocess(center_crop(batch, spec.crop))
         probs.append(torch.sigmoid(net(x)).float().cpu().numpy())
-    p = np.concatenate(probs) if probs else np.zeros((0, net.num_outputs), np.float32)
+    p = np.concatenate(probs) if probs else np.zeros((0, backbones.describe(net)["num_outputs"]), np.float32)
     thumbs = np.asarray(store[pick])
     # Rank by the topic's probability relative to the image's other topics, so that images the
     # network scores high for everything do not top every topic.

@@ -4,6 +4,13 @@
 0.9, weight decay 5e-4 (weights only), base lr 0.001 (biases x2), step decay x0.1
 every 50,000 iterations, 160,000 iterations of batch 64, random 227 crops + mirror.
 
+Network and loss (any preset): ``arch`` names a backbone of :mod:`texttopicnet.networks.backbones`
+(default ``caffenet``, the paper's), ``loss`` one of :mod:`texttopicnet.training.losses` (default
+``sigmoid_ce``, the paper's; ``margin`` and ``negatives`` configure ``triplet``); ``crop`` and
+``dropout`` default to the architecture's (CaffeNet: 227 and 0.5, the paper's values), filled in
+by :func:`resolved`. ``freeze_until`` stops learning up to a layer; ``init`` starts from a
+weights file instead of the random initialisation.
+
 ``demo`` trains the same, exact CaffeNet on the embedded demo corpus (~600 images)
 on 2 CPU cores in about three minutes; it trades the schedule (few iterations,
 smaller batch, larger learning rate) for speed, never the architecture.
@@ -51,9 +58,16 @@ class TrainConfig:
     step_size: int | None = None    # ... every 50k iterations of 64 (None: round(decay_images / global batch))
     momentum: float = 0.9
     weight_decay: float = 5e-4      # on weights only (Caffe decay_mult 0 on biases)
-    crop: int = 227
+    crop: int | None = None         # None: the architecture's (CaffeNet 227, the paper's; torchvision 224)
     mirror: bool = True
-    dropout: float = 0.5            # paper: 0.5 on fc6 and fc7 (tests may set 0 to compare runs exactly)
+    dropout: float | None = None    # None: the architecture's (CaffeNet 0.5 on fc6/fc7, the paper's; AlexNet/VGG
+                                    # 0.5, GoogLeNet 0.2; ResNet/DenseNet have none); tests may set 0
+    arch: str = "caffenet"          # networks.backbones name; the paper's CaffeNet
+    loss: str = "sigmoid_ce"        # training.losses name; the paper's sigmoid cross-entropy
+    margin: float = 0.1             # triplet loss only: the search demo's prototxt margin
+    negatives: str = "soft"         # triplet loss only: the search demo's negative rule
+    freeze_until: str | None = None  # layer up to which the network does not learn (None: all learn)
+    init: str | None = None         # weights file to start from (None: the architecture's random init)
     checkpoint_every: int = 5_000
     log_every: int = 20
     seed: int = 0
@@ -91,9 +105,32 @@ class TrainConfig:
             raise UserError(f"--loader-threads must be >= 1 (got {self.loader_threads})")
         if self.lr_scaling not in ("linear", "none"):
             raise UserError(f"--lr-scaling must be 'linear' or 'none' (got {self.lr_scaling!r})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1) (got {self.dropout})")
+        from ..networks import backbones
+        from .losses import LOSSES, NEGATIVES
+
+        spec = backbones.get(self.arch)  # an unknown name is a UserError listing the registered ones
+        if self.dropout is not None:
+            if "dropout" not in spec.options:
+                raise UserError(f"--dropout: {self.arch} has no dropout layer")
+            if not 0.0 <= self.dropout < 1.0:
+                raise UserError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.crop is not None and self.crop < spec.min_input:
+            raise UserError(f"--crop {self.crop} is smaller than the {spec.min_input} px {self.arch} accepts")
+        if self.loss not in LOSSES:
+            raise UserError(f"unknown loss {self.loss!r}; choose from {list(LOSSES)}")
+        if self.negatives not in NEGATIVES:
+            raise UserError(f"unknown negative rule {self.negatives!r}; choose from {list(NEGATIVES)}")
+        if not self.margin >= 0:
+            raise UserError(f"--margin must be >= 0 (got {self.margin})")
+        if self.loss == "triplet" and self.batch_size < 2:
+            raise UserError("the triplet loss takes its negatives from the batch: --batch-size must be >= 2")
         return self
+
+    def loss_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``losses.build_loss`` for this run (the triplet's margin, rule and seed)."""
+        if self.loss == "triplet":
+            return {"margin": self.margin, "negatives": self.negatives, "seed": self.seed}
+        return {}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -110,8 +147,32 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The demo's time budget for every architecture: its training step costs this many CaffeNet steps
+# (forward + backward + SGD, batch 8 at the registry's crop, 2 CPU threads, measured on this project's
+# 2-core machines), so the demo preset sees 1/cost of the images (decay at 3/4 of the run, as the
+# demo's CaffeNet schedule) and its training stage takes about as long as CaffeNet's.
+DEMO_STEP_COST = {"caffenet": 1.0, "alexnet": 1.0, "googlenet": 4.0, "resnet50": 7.0, "vgg16": 7.0,
+                  "densenet161": 15.0}
+
+
+def _demo_schedule(arch: str, values: dict[str, Any], given: set[str]) -> None:
+    cost = DEMO_STEP_COST.get(arch, 1.0)
+    if cost == 1.0:
+        return
+    batch = values["batch_size"]
+    iterations = max(16, round(values["total_images"] / batch / cost))
+    values["total_images"] = iterations * batch
+    values["decay_images"] = round(iterations * 0.75) * batch
+    if "eval_images" not in given:
+        values["eval_images"] = max(16, round(values["eval_images"] / cost))
+
+
 def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
-    """The preset's config with ``overrides`` applied (``None`` values leave the preset's)."""
+    """The preset's config with ``overrides`` applied (``None`` values leave the preset's).
+
+    ``demo`` with another architecture than CaffeNet shortens its run and its evaluation by
+    :data:`DEMO_STEP_COST` (unless ``iterations``, ``total_images`` or ``decay_images`` are given),
+    to fit the same minutes."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -121,6 +182,9 @@ def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
             raise UserError(f"unknown training setting {key!r}")
         if value is not None:
             values[key] = value
+    given = {k for k, v in overrides.items() if v is not None}
+    if preset == "demo" and not given & {"iterations", "total_images", "decay_images"}:
+        _demo_schedule(values.get("arch", TrainConfig.arch), values, given)
     return TrainConfig(**values).validate()
 
 
@@ -184,6 +248,13 @@ def resolve_schedule(cfg: TrainConfig, world_size: int = 1) -> Schedule:
 
 
 def resolved(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Schedule]:
-    """``cfg`` with ``iterations`` and ``step_size`` filled in for ``world_size``, and the schedule."""
+    """``cfg`` with ``iterations`` and ``step_size`` filled in for ``world_size``, ``crop`` and ``dropout``
+    from the architecture when not given, and the schedule."""
+    from ..networks import backbones
+
     sched = resolve_schedule(cfg, world_size)
-    return dataclasses.replace(cfg, iterations=sched.iterations, step_size=sched.step_size), sched
+    spec = backbones.get(cfg.arch)
+    crop = spec.crop if cfg.crop is None else cfg.crop
+    dropout = spec.options.get("dropout") if cfg.dropout is None else cfg.dropout
+    return dataclasses.replace(cfg, iterations=sched.iterations, step_size=sched.step_size, crop=crop,
+                               dropout=dropout), sched

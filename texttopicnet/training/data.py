@@ -16,9 +16,11 @@
 - :class:`Prefetcher` reads the next batches from the store in a background thread
   (into pinned memory when training on CUDA) while the current one trains.
 - :func:`device_batch` moves a uint8 batch to the device, crops/flips it there and
-  applies the CaffeNet input convention (BGR, mean subtracted, 0..255). On CUDA it makes
-  no host synchronisation: images, labels and the crop parameters (one int64 tensor)
-  are pinned and copied with ``non_blocking``; the mean is a cached device tensor.
+  applies the network's input convention (:func:`network_input`: CaffeNet's BGR minus the
+  mean, 0..255, by default; ``preprocess=spec.preprocess`` for another backbone). On CUDA
+  it makes no host synchronisation: images, labels and the crop parameters (one int64
+  tensor) are pinned and copied with ``non_blocking``; means and scales are cached device
+  tensors.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 
 from ..core.errors import DataError
 from ..core.io import read_lines
+from ..networks import torchvision_nets
 from ..networks.caffenet import MEAN_BGR, mean_bgr_tensor, preprocess_uint8
 from .augment import crop_flip, random_crop_params
 
@@ -243,17 +246,17 @@ def _as_list(values) -> list:
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
-def cpu_batch(plan: BatchPlan, data: PackedData, iteration: int,
-              channels_last: bool = False, pool: SlicePool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cpu_batch(plan: BatchPlan, data: PackedData, iteration: int, channels_last: bool = False,
+              pool: SlicePool | None = None, preprocess=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Network-ready (x, y) for CPU training, cropping straight from the store (same result as
-    :func:`device_batch` of :meth:`BatchPlan.batch_at`)."""
+    :func:`device_batch` of :meth:`BatchPlan.batch_at`). ``preprocess``: see :func:`network_input`."""
     rows = plan.rows(iteration)
     order = np.argsort(rows, kind="stable")
     top, left, flip = plan.crops(iteration)
     sel = torch.from_numpy(order)
     x = crop_rows(data.images, rows[order], top[sel], left[sel], flip[sel], plan.crop, pool)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return network_input(x, fmt), torch.from_numpy(data.labels[rows[order]])
+    return network_input(x, fmt, preprocess), torch.from_numpy(data.labels[rows[order]])
 
 
 class Prefetcher:
@@ -312,25 +315,13 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
-_MEANS: dict[torch.device, torch.Tensor] = {}
-
-
 def _mean_on(device: torch.device) -> torch.Tensor:
-    # Built once per device: ``mean_bgr_tensor`` copies a Python tuple to the device, a
-    # synchronising copy that must not happen every training step.
-    mean = _MEANS.get(device)
-    if mean is None:
-        mean = _MEANS[device] = mean_bgr_tensor(device)
-    return mean
+    return mean_bgr_tensor(device)  # cached per device: no synchronising copy per training step
 
 
-def network_input(x: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
-    """uint8 RGB (N, 3, H, W) -> float BGR minus the mean: ``preprocess_uint8``, bit for bit.
-
-    On CPU one converting copy per channel straight into the output layout (about 2x
-    faster than flip + convert + subtract); elsewhere ``preprocess_uint8``'s arithmetic
-    with the mean cached on the device (no host synchronisation).
-    """
+def _caffe_input(x: torch.Tensor, memory_format) -> torch.Tensor:
+    """CaffeNet: ``preprocess_uint8``, bit for bit. On CPU one converting copy per channel straight
+    into the output layout (about 2x faster than flip + convert + subtract)."""
     if x.device.type != "cpu":
         return (x.flip(1).to(torch.float32) - _mean_on(x.device)).contiguous(memory_format=memory_format)
     out = torch.empty(x.shape, dtype=torch.float32, memory_format=memory_format)
@@ -340,9 +331,44 @@ def network_input(x: torch.Tensor, memory_format=torch.contiguous_format) -> tor
     return out
 
 
-def device_batch(batch: Batch, device: torch.device, crop: int = 227,
-                 channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch on ``device``: cropped/flipped there, BGR, mean-subtracted float; and its labels.
+_IMAGENET: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _imagenet_input(x: torch.Tensor, memory_format) -> torch.Tensor:
+    """torchvision nets: ``imagenet_preprocess_uint8``'s arithmetic, bit for bit, with the mean and
+    std cached per device (that function builds them from tuples: a synchronising copy per call)."""
+    stats = _IMAGENET.get(x.device)
+    if stats is None:
+        stats = _IMAGENET[x.device] = tuple(
+            torch.tensor(v, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+            for v in (torchvision_nets.IMAGENET_MEAN, torchvision_nets.IMAGENET_STD))
+    mean, std = stats
+    return ((x.to(torch.float32) / 255.0 - mean) / std).contiguous(memory_format=memory_format)
+
+
+# Fast equivalents of the registry's input conventions (keyed by the backbone's ``preprocess``);
+# a backbone with another convention goes through its own function.
+_FAST_INPUT = {preprocess_uint8: _caffe_input, torchvision_nets.imagenet_preprocess_uint8: _imagenet_input}
+
+
+def network_input(x: torch.Tensor, memory_format=torch.contiguous_format, preprocess=None) -> torch.Tensor:
+    """uint8 RGB (N, 3, H, W) -> the network's float input, ``preprocess(x)`` bit for bit.
+
+    ``preprocess`` is the backbone's (``backbones.get(arch).preprocess``); None means
+    CaffeNet's ``preprocess_uint8`` (BGR minus the mean, 0..255). The registry's conventions
+    run a faster equivalent (CPU: a converting copy per channel; CUDA: cached constants, no
+    host synchronisation); any other function is called as it is.
+    """
+    preprocess = preprocess or preprocess_uint8
+    fast = _FAST_INPUT.get(preprocess)
+    if fast is not None:
+        return fast(x, memory_format)
+    return preprocess(x).contiguous(memory_format=memory_format)
+
+
+def device_batch(batch: Batch, device: torch.device, crop: int = 227, channels_last: bool = False,
+                 preprocess=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch on ``device``: cropped/flipped there, converted by :func:`network_input`; and its labels.
 
     The crop happens on the device (uint8 crosses the bus, not float). On CUDA, with the
     batch pinned (``BatchPlan.batch_at(pin=True)``), every copy is ``non_blocking`` and
@@ -354,17 +380,18 @@ def device_batch(batch: Batch, device: torch.device, crop: int = 227,
     labels = batch.labels.to(device, non_blocking=non_blocking)
     params = batch.params.to(device, non_blocking=non_blocking)
     x = crop_flip(images, params[0], params[1], params[2].bool(), crop, memory_format=fmt)
-    return network_input(x, fmt), labels
+    return network_input(x, fmt, preprocess), labels
 
 
 def center_batches(data: PackedData, rows: np.ndarray, batch_size: int, device: torch.device, crop: int = 227,
-                   channels_last: bool = False):
-    """(x, y) batches of centre crops of ``rows`` (the paper's test-time input), for evaluation."""
+                   channels_last: bool = False, preprocess=None):
+    """(x, y) batches of centre crops of ``rows`` (the paper's test-time input), for evaluation.
+    ``preprocess``: the backbone's input convention (None: CaffeNet's)."""
     from .augment import center_crop
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, len(rows), batch_size):
         r = np.sort(rows[start:start + batch_size])
         images = torch.from_numpy(np.take(data.images, r, axis=0)).to(device)
-        x = preprocess_uint8(center_crop(images, crop)).contiguous(memory_format=fmt)
+        x = (preprocess or preprocess_uint8)(center_crop(images, crop)).contiguous(memory_format=fmt)
         yield x, torch.from_numpy(data.labels[r]).to(device)

@@ -29,6 +29,9 @@ All losses take targets of any non-negative scale: topic rows that sum to 1 or l
 release's 0.01 cut-off), or vectors from the min-shift/L2 or min-shift/max transforms; zero
 rows give finite values (no NaN). The maths runs in float32 whatever the autocast dtype.
 
+``check_targets(labels)`` says whether a label matrix suits a loss (sigmoid cross-entropy:
+values in [0, 1]); ``evaluate(batches)`` is the mean per-image loss of a whole evaluation set.
+
 Reference levels make a loss readable (``mean_baseline``: predicting the training set's
 mean target for every image; ``min_possible``: predicting every target exactly); for
 ``sigmoid_ce`` they are :func:`mean_distribution_loss` and :func:`min_possible_loss`.
@@ -86,6 +89,20 @@ class Loss:
     def config(self) -> dict:
         return {"name": self.name}
 
+    def check_targets(self, labels: np.ndarray) -> str | None:
+        """None when every target row suits this loss, else a sentence saying why not
+        (finiteness is the packed store's check; only sigmoid cross-entropy bounds the values)."""
+        return None
+
+    def evaluate(self, batches) -> float:
+        """Mean per-image loss over ``(outputs, targets)`` batches (call under ``no_grad``): each
+        batch's loss weighted by its size (the training loop's end-of-run evaluation)."""
+        total, count = 0.0, 0
+        for outputs, targets in batches:
+            total += float(self(outputs, targets, step=0)) * len(targets)
+            count += len(targets)
+        return total / count if count else float("nan")
+
     def _levels_on(self, predictions: np.ndarray, labels: np.ndarray) -> float:
         with torch.no_grad():
             return float(self._on_predictions(torch.from_numpy(predictions).double(),
@@ -109,6 +126,14 @@ class SigmoidCE(Loss):
 
     def predict(self, outputs):
         return torch.sigmoid(outputs.float())
+
+    def check_targets(self, labels):
+        low, high = float(np.min(labels)), float(np.max(labels))
+        if low < 0.0 or high > 1.0:
+            return (f"sigmoid cross-entropy needs targets in [0, 1] (probabilities, e.g. topic distributions or "
+                    f"vectors min-shifted and divided by their maximum); these range over [{low:.4g}, {high:.4g}]. "
+                    "Train with --loss cosine, mse or triplet for raw vectors")
+        return None
 
     def mean_baseline(self, labels, mean=None):
         return mean_distribution_loss(labels, mean)
@@ -210,6 +235,14 @@ class Triplet(Loss):
 
     def predict(self, outputs):
         return F.normalize(outputs.float(), dim=1)
+
+    def evaluate(self, batches) -> float:
+        # The negatives depend on the batch: score every output together, batched as mean_baseline is,
+        # so the evaluation and its baseline draw their negatives from the same groups of images.
+        pairs = [(o.detach().double().cpu(), y.detach().double().cpu()) for o, y in batches]
+        if not pairs:
+            return float("nan")
+        return self._levels_on(torch.cat([o for o, _ in pairs]).numpy(), torch.cat([y for _, y in pairs]).numpy())
 
     def _levels_on(self, predictions, labels, batch_size: int = 128, max_rows: int = 8192):
         # In-batch negatives: evaluate on consecutive batches of (evenly spaced) rows, seed fixed.

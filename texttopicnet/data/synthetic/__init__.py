@@ -7,9 +7,10 @@ edge-case paths, a digest of every file) and returns that summary. The same seed
 scale give byte-identical files, whatever the number of worker processes.
 
 Generative process (details in data/README.md): ten subjects, each with a vocabulary
-and a visual signature; a document mixes one or two subjects; its text draws words
-from their vocabularies and its images paint their signatures in proportion to the
-weights. Command line: ``python data/make_synthetic.py --out data/demo``.
+and a visual motif (shape, texture and layout; never a colour: every colour is drawn
+afresh per picture); a document mixes one or two subjects; its text draws words from
+their vocabularies and its images draw their motifs in proportion to the weights.
+Command line: ``python data/make_synthetic.py --out data/demo``.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from .layout_imageclef import plan_imageclef
 from .layout_voc import plan_voc
 from .layout_wikipedia import plan_wikipedia
 from .plan import ImageJob, Plan
-from .render import SIGNATURES, encode
+from .motifs import MOTIFS
+from .render import encode
 from .vocab import SUBJECTS
 
-__all__ = ["generate", "SUBJECTS", "FOLDERS", "SUMMARY_NAME"]
+__all__ = ["generate", "build_plan", "SUBJECTS", "FOLDERS", "SUMMARY_NAME", "VERSION"]
 
-VERSION = 1
+VERSION = 2  # 2: subjects drawn as motifs (shape, texture, layout) in random colours
 FOLDERS = ("ImageCLEF_Wikipedia", "VOC2007", "Wikipedia")
 SUMMARY_NAME = "synthetic.json"
 # Below this many images a process pool costs more than it saves.
@@ -128,8 +130,8 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, scale: float = 1.0, work
     summary = {
         "generator": "texttopicnet.synthetic", "version": VERSION, "seed": seed, "scale": scale,
         "subjects": list(SUBJECTS),
-        "visual_signatures": {s: {"palette": sig.palette, "shape": sig.shape, "stripe_freq": sig.freq,
-                                  "stripe_angle": sig.angle} for s, sig in SIGNATURES.items()},
+        "motifs": {s: {"name": m.name, "shape": m.shape, "texture": m.texture, "layout": m.layout}
+                   for s, m in MOTIFS.items()},
         "files": len(digests), "images": len(plan.images), "tree_sha256": tree,
         **plan.summary,
     }

@@ -90,6 +90,7 @@ def plan_imageclef(plan: Plan, rng: np.random.Generator, scale: float) -> None:
         if meta != "none":
             plan.text(f"{ROOT}/{meta_rel}", xml)
         flags.append({"path": f"{ROOT}/{rel}", "jpeg": fmt == "JPEG" and damage != "garbage",
+                      "release_name": ext in ("jpg", "jpeg"),  # the release keeps by file name
                       "big": min(w, h) >= 256,
                       "english": (meta == "ok" and article_rel is not None) or meta == "missing_article",
                       "article_exists": meta == "ok" and article_rel is not None, "decodes": damage != "garbage"})
@@ -145,5 +146,8 @@ def plan_imageclef(plan: Plan, rng: np.random.Generator, scale: float) -> None:
         "images": len(flags),
         "paper_filter_kept": len(passes_filter),  # JPEG bytes, >= 256 px, English caption@article
         "kept_with_existing_article": sum(f["article_exists"] for f in passes_filter),
+        # The release's rule (the default keep rule): a .jpg/.jpeg name instead of JPEG bytes.
+        "release_kept_with_existing_article": sum(
+            f["release_name"] and f["big"] and f["english"] and f["decodes"] and f["article_exists"] for f in flags),
         "edge_cases": edge,
     }

@@ -1,11 +1,17 @@
-"""Plan the demo VOC2007-style classification set: classes = the subjects present in a picture.
+"""Plan the demo VOC2007-style classification set: classes = the subjects' motifs present in a picture.
+
+A class is a subject's motif (:mod:`texttopicnet.data.synthetic.motifs`): the very shapes,
+textures and layouts the network learns from the ImageCLEF layout, where they illustrate
+articles about that subject; that shared visual vocabulary is what transfers.
 
 Files (relative to ``VOC2007/VOCdevkit/VOC2007/``): ``JPEGImages/<id>.jpg``,
 ``Annotations/<id>.xml`` (minimal VOC annotation: size and one object per present
 subject; boxes are the whole picture, not object outlines), ``ImageSets/Main/{train,
-val,trainval,test}.txt`` and ``<class>_<split>.txt`` with labels 1 (subject painted),
--1 (absent) and 0 ("difficult": one small, faint shape of the subject only).
+val,trainval,test}.txt`` and ``<class>_<split>.txt`` with labels 1 (motif painted),
+-1 (absent) and 0 ("difficult": one small, low-contrast element of the motif only).
 Every class is the main subject of at least one picture in each of train, val and test.
+Classes co-occur as scenes do (:data:`COOCCUR`: a skyline with a stadium's balls, dunes
+under stars), not uniformly.
 """
 
 from __future__ import annotations
@@ -17,6 +23,24 @@ from .render import ImageSpec
 from .vocab import SUBJECTS
 
 ROOT = "VOC2007/VOCdevkit/VOC2007"
+# Which motifs share a picture (a second class comes from this list 3 times in 4, else from any).
+COOCCUR: dict[str, tuple[str, ...]] = {
+    "ocean": ("desert", "space", "sport"), "forest": ("warfare", "food", "space"),
+    "desert": ("ocean", "warfare", "space"), "city": ("music", "food", "art", "sport"),
+    "music": ("art", "city", "food"), "sport": ("city", "ocean", "food"),
+    "warfare": ("forest", "desert", "city"), "art": ("music", "city", "food"),
+    "space": ("desert", "ocean", "forest"), "food": ("city", "music", "art"),
+}
+P_SECOND, P_THIRD = 0.35, 0.08
+
+
+def _partner(rng: np.random.Generator, present: list[str]) -> str | None:
+    """A class that goes with the first one present (not already in the picture)."""
+    usual = [s for s in COOCCUR[present[0]] if s not in present]
+    if usual and rng.random() < 0.75:
+        return usual[int(rng.integers(len(usual)))]
+    rest = [s for s in SUBJECTS if s not in present]
+    return rest[int(rng.integers(len(rest)))]
 
 
 def _annotation(image_id: str, w: int, h: int, present: list[str], faint: list[str]) -> str:
@@ -43,16 +67,16 @@ def plan_voc(plan: Plan, rng: np.random.Generator, scale: float) -> None:
     for split, split_ids in ids.items():
         for image_id, primary in zip(split_ids, primaries(rng, len(split_ids))):
             present = [primary]
-            if rng.random() < 0.3:
-                present.append([s for s in SUBJECTS if s != primary][int(rng.integers(len(SUBJECTS) - 1))])
+            if rng.random() < P_SECOND:
+                present.append(_partner(rng, present))
+                if rng.random() < P_THIRD / P_SECOND:
+                    present.append(_partner(rng, present))
             faint = []
             if rng.random() < 0.25:
                 faint.append([s for s in SUBJECTS if s not in present][int(rng.integers(len(SUBJECTS) - len(present)))])
-            if len(present) == 1:
-                weights = ((primary, 1.0),)
-            else:
-                a = float(np.clip(rng.beta(3, 3), 0.35, 0.65))
-                weights = ((present[0], round(a, 4)), (present[1], round(1 - a, 4)))
+            # Each present motif gets a sizeable share of the picture (0.25 .. 0.75 of it).
+            share = np.clip(rng.dirichlet([4.0] * len(present)), 0.25, 0.75) if len(present) > 1 else np.ones(1)
+            weights = tuple((p, round(float(a), 4)) for p, a in zip(present, share / share.sum()))
             w, h = int(rng.integers(256, 361)), int(rng.integers(256, 321))
             plan.image(f"{ROOT}/JPEGImages/{image_id}.jpg",
                        ImageSpec(seed=new_seed(rng), width=w, height=h, weights=weights, faint=tuple(faint)))
