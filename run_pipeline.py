@@ -10,6 +10,8 @@ corpus -> training pairs -> LDA -> labels -> pack -> train -> VOC-layout SVMs
     python run_pipeline.py --weights published   # skip training; evaluate the published model
     python run_pipeline.py --from train          # rerun training and everything after it
     python run_pipeline.py --only report         # just rebuild the report
+    python run_pipeline.py --out runs/w2v --space word2vec --arch resnet50 --loss triplet   # another configuration
+    python run_pipeline.py --compare runs/demo runs/w2v                                     # side by side
 
 Finished stages are skipped (their meta.json and output checksums are checked, and the
 inputs they were run against); deleting a stage's folder reruns it and what depends on it.
@@ -23,7 +25,11 @@ from pathlib import Path
 
 from texttopicnet.core import cli
 from texttopicnet.core.errors import UserError
-from texttopicnet.pipeline import STAGE_NAMES, Runner, demo_settings, paper_settings, serve_command
+from texttopicnet.networks import backbones
+from texttopicnet.pipeline import STAGE_NAMES, Runner, demo_settings, ensure_wordnet, paper_settings, serve_command
+from texttopicnet.report.compare import compare_runs
+from texttopicnet.text.spaces import SPACES
+from texttopicnet.training.losses import LOSSES
 
 PAPER_DATA = ("ImageCLEF_Wikipedia", "VOC2007", "Wikipedia")
 
@@ -47,6 +53,23 @@ def build_parser():
                    help="where pretrained/download.py put the published files")
     p.add_argument("--train-arg", action="append", default=[], metavar="ARG",
                    help="extra argument passed to cnn/02_train.py (repeatable), e.g. --train-arg=--iterations=50")
+    g = p.add_argument_group("configuration (defaults: the paper's)")
+    g.add_argument("--corpus", default="imageclef",
+                   help="training corpus: imageclef (the paper's) or manifest:PATH (any captioned-image corpus, "
+                        "data/README.md; the demo writes one: manifest:runs/demo/data/Captions/manifest.jsonl)")
+    g.add_argument("--space", default="lda", choices=SPACES,
+                   help="text space the CNN predicts: lda (the paper's) or a related work's (docs/text_spaces.md)")
+    g.add_argument("--space-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of a space other than lda, repeatable (e.g. dim=100)")
+    g.add_argument("--target", default=None, choices=("minshift_l2", "minshift_max"),
+                   help="training targets of a vector space (default minshift_l2, the TextTopicNet fork's)")
+    g.add_argument("--arch", default="caffenet", choices=backbones.names(),
+                   help="the network trained (caffenet: the paper's)")
+    g.add_argument("--loss", default="sigmoid_ce", choices=list(LOSSES),
+                   help="training loss (sigmoid_ce: the paper's)")
+    p.add_argument("--compare", nargs="+", type=Path, metavar="RUN",
+                   help="write a side-by-side report of finished run folders (configuration and results) "
+                        "to the first one's report/compare.md, and stop")
     return p
 
 
@@ -66,11 +89,27 @@ def _check_published(pre: Path) -> None:
                         f"`python pretrained/download.py` (downloads and converts the published files)")
 
 
+def _check_configuration(args) -> None:
+    if args.weights == "published" and (args.space != "lda" or args.arch != "caffenet" or args.loss != "sigmoid_ce"):
+        raise UserError("--weights published is the authors' CaffeNet trained on their 40-topic LDA with sigmoid "
+                        "cross-entropy: it cannot be combined with --space/--arch/--loss other than the defaults")
+    if args.space == "lda" and (args.space_option or args.target):
+        raise UserError("--space-option and --target are for the vector spaces (--space word2vec, ...); "
+                        "LDA's options are the paper's")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compare:
+        path = compare_runs(args.compare)
+        print(f"wrote {path}")
+        return 0
+    _check_configuration(args)
     out = args.out or Path("runs") / args.dataset
     common = dict(seed=args.seed, workers=args.workers, device=args.device, weights=args.weights,
-                  pretrained_dir=args.pretrained_dir.resolve(), train_overrides=tuple(args.train_arg))
+                  pretrained_dir=args.pretrained_dir.resolve(), train_overrides=tuple(args.train_arg),
+                  corpus=args.corpus, space=args.space, space_options=tuple(args.space_option), target=args.target,
+                  arch=args.arch, loss=args.loss)
     if args.dataset == "demo":
         settings = demo_settings(out.resolve(), data_root=(args.data_root or out / "data").resolve(),
                                  scale=args.scale, **common)
@@ -81,6 +120,8 @@ def main(argv=None) -> int:
     if args.weights == "published":
         _check_published(settings.pretrained_dir)
     cli.print_config("run_pipeline", args)
+    if settings.weights == "trained":
+        ensure_wordnet()  # the release's lemmatiser; a fresh machine gets it here, not halfway through the run
     t0 = time.time()
     Runner(settings).run(force=args.force, from_stage=args.from_stage, only=args.only)
     report = settings.run_dir / "report" / "report.md"

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from texttopicnet.core import cli, io, provenance  # noqa: E402
 from texttopicnet.core.errors import DataError  # noqa: E402
 from texttopicnet.data.packing import pack_images  # noqa: E402
+from texttopicnet.data.pairs import inputs_unchanged  # noqa: E402
 
 STAGE = "pack_images"
 
@@ -69,10 +70,28 @@ def main(argv=None) -> int:
         cli.log(f"note: --size {args.size} is smaller than CaffeNet's {backbones.get(backbones.DEFAULT_ARCH).crop} px "
                 "training crop (the paper's); train on it with cnn/02_train.py --crop")
     labels_dir, out_dir = args.out / "labels", args.out / "packed"
-    if provenance.stage_is_done(out_dir, STAGE) and not args.force:
+    inputs = [labels_dir / "labels.npy", labels_dir / "index.txt"]
+    meta = provenance.read_meta(out_dir) or {}
+    done = (provenance.stage_is_done(out_dir, STAGE) and not args.force and meta.get("size") == args.size
+            and meta.get("keep_aspect") == args.keep_aspect)
+    if done and inputs_unchanged(out_dir, inputs):
         cli.log(f"already done: {out_dir} (use --force to redo)")
         return 0
     labels, paths = _read_inputs(labels_dir)
+    if done and inputs_unchanged(out_dir, inputs[1:]):
+        # Same images, new labels (another text space or target): the pixels are reused.
+        skipped_rows = {e["row"] for e in meta.get("skipped", [])}
+        kept = [i for i in range(len(paths)) if i not in skipped_rows]
+        provenance.invalidate(out_dir)
+        io.save_npy(out_dir / "labels.npy", labels[kept])
+        cli.log(f"labels changed, images did not: relabelled {len(kept)} packed images (pixels reused)")
+        provenance.write_meta(out_dir, STAGE, args, inputs=inputs,
+                              outputs=[out_dir / n for n in ("images.npy", "labels.npy", "index.txt")],
+                              extra={k: meta[k] for k in ("count", "total", "skipped_count", "skipped", "size",
+                                                          "keep_aspect")})
+        return 0
+    if provenance.stage_is_done(out_dir, STAGE) and not args.force:
+        cli.log(f"redoing {out_dir}: its inputs or --size/--keep-aspect changed")
     provenance.invalidate(out_dir)
     res = pack_images(paths, out_dir / "images.npy", size=args.size, keep_aspect=args.keep_aspect,
                       workers=args.workers, resume=not args.force)
@@ -87,7 +106,7 @@ def main(argv=None) -> int:
         if len(res.skipped) > 10:
             cli.log(f"  ... and {len(res.skipped) - 10} more (all listed in {out_dir / 'meta.json'})")
     outputs = [out_dir / n for n in ("images.npy", "labels.npy", "index.txt")]
-    provenance.write_meta(out_dir, STAGE, args, inputs=[labels_dir / "labels.npy", labels_dir / "index.txt"],
+    provenance.write_meta(out_dir, STAGE, args, inputs=inputs,
                           outputs=outputs, extra={
                               "count": len(res.kept), "total": len(paths), "skipped_count": len(res.skipped),
                               "skipped": [{"row": i, "path": paths[i], "reason": r} for i, r in res.skipped],

@@ -9,6 +9,11 @@ Distances are computed as chunked matrix products (KL identity in REFERENCE.md).
 Images missing on disk are counted and left out (their texts stay in the database); ids
 leading outside the dataset folder are refused and counted (outside_collection).
 
+Any text space: --space names a vector space folder (RUN/space from lda/02 --space word2vec, ...);
+texts are embedded and passed through the training target transform the labels stage used
+(--target, default the space kind's: minshift_l2) and ranked by cosine. --lda (or --space on an
+LDA folder) is the paper's topic space.
+
 Any architecture and training loss: the network's file records its architecture (--arch for
 'random' and torchvision .pth files) and the training stage records its loss. A network
 trained with the cosine or triplet loss is read at its logits, L2-normalised (the loss's
@@ -45,8 +50,10 @@ from texttopicnet.evaluation.retrieval import (  # noqa: E402
     image_layer,
     recorded_loss,
     to_text_space,
+    vector_space_texts,
 )
 from texttopicnet.evaluation.summaries import summarise  # noqa: E402
+from texttopicnet.text.spaces import default_target, load_text_space  # noqa: E402
 from texttopicnet.text.topics import TopicModel  # noqa: E402
 from texttopicnet.training.losses import LOSSES  # noqa: E402
 from texttopicnet.weights.loading import load_network  # noqa: E402
@@ -59,8 +66,14 @@ def build_parser():
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.data_parser(), cli.seed_parser(),
                                           cli.workers_parser(), cli.device_parser(), cli.network_parser(),
                                           cli.arch_parser()])
-    p.add_argument("--lda", type=Path, required=True,
-                   help="topic model: folder with ldamodel{K}.lda + dictionary.dict (e.g. RUN/lda), or the .lda file")
+    space = p.add_mutually_exclusive_group(required=True)
+    space.add_argument("--lda", type=Path,
+                       help="topic model: folder with ldamodel{K}.lda + dictionary.dict (e.g. RUN/lda), or the .lda file")
+    space.add_argument("--space", type=Path,
+                       help="any saved text space folder (RUN/space for lda/02 --space word2vec etc., or RUN/lda)")
+    p.add_argument("--target", default=None, choices=("minshift_l2", "minshift_max"),
+                   help="training-target transform of a vector space (default: what RUN/labels/meta.json beside "
+                        "--out recorded, else minshift_l2, the TextTopicNet fork's)")
     p.add_argument("--split", default="test", choices=["test", "train", "all"],
                    help="Wikipedia split to evaluate; the paper reports the 693-pair test split")
     p.add_argument("--score", default=None, choices=SCORES,
@@ -92,7 +105,7 @@ def results_markdown(res: dict) -> str:
     if res.get("n_refused"):
         lines += ["", f"{res['n_refused']} id(s) leading outside the dataset folder were refused ({OUTSIDE})."]
     if res.get("n_empty_texts"):
-        lines += ["", f"{res['n_empty_texts']} text(s) had no topic-model word; they got the uniform vector."]
+        lines += ["", f"{res['n_empty_texts']} text(s) had no word the text space knows; they got the uniform (LDA) or constant (vector space) row."]
     return "\n".join(lines) + "\n"
 
 
@@ -136,20 +149,53 @@ def make_examples(res, pairs, img_pairs, names, seed: int) -> dict:
     return {"img2txt": i2t, "txt2img": t2i}
 
 
+def _load_space(args):
+    """(vector space or None, topic model or None): the paper's LDA path stays TopicModel's."""
+    path = args.lda or args.space
+    if args.lda is None:
+        space = load_text_space(args.space)
+        if space.kind == "vector":
+            if args.target is None:
+                labels_meta = provenance.read_meta(Path(args.out) / "labels") or {}
+                args.target = (labels_meta.get("targets") or {}).get("target") or default_target(space)
+            return space, None
+        path = args.space
+    args.target = None  # distributions are compared as they are (KL, the paper)
+    return None, TopicModel.load(path)
+
+
+def _project_texts(args, space, topics, texts):
+    """Texts -> (vectors, empty mask) in the network's output space, with a note on empty texts."""
+    if topics is None:
+        cli.log(f"embedding {len(texts)} texts in the {space.name} space ({space.dim} dims, target {args.target})")
+        vecs, empty = vector_space_texts(space, texts, args.target)
+        fallback = "the constant unit vector"
+    else:
+        cli.log(f"projecting {len(texts)} texts into the {topics.num_topics}-topic space")
+        vecs = topics.infer(texts, empty="nan", seed=args.seed)
+        empty = np.isnan(vecs).any(axis=1)
+        vecs[empty] = 1.0 / topics.num_topics
+        fallback = "the uniform vector (LDA's symmetric prior)"
+    if empty.any():
+        cli.log(f"note: {int(empty.sum())} of {len(texts)} texts have no word the text space knows; they get {fallback}")
+    return vecs, empty
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.print_config(STAGE, args)
     root = find_wikipedia_root(args.data_root if args.data_root is not None else "data")
-    topics = TopicModel.load(args.lda)
+    space, topics = _load_space(args)
+    dim = topics.num_topics if topics is not None else space.dim
     device = cli.resolve_device(args.device)
-    net, info = load_network(args.weights, num_outputs=topics.num_topics if args.weights == "random" else None,
+    net, info = load_network(args.weights, num_outputs=dim if args.weights == "random" else None,
                              seed=args.seed, device=device, arch=args.arch)
-    if info["num_outputs"] != topics.num_topics:
-        raise DataError(f"the network has {info['num_outputs']} outputs but the topic model {args.lda} has "
-                        f"{topics.num_topics} topics: they must describe the same topic space")
+    if info["num_outputs"] != dim:
+        raise DataError(f"the network has {info['num_outputs']} outputs but the text space {args.lda or args.space} "
+                        f"has {dim} dimensions: they must describe the same space")
     recorded = recorded_loss(args.weights, info)
     loss = args.loss or (recorded or {}).get("name") or "sigmoid_ce"
-    score = args.score or default_score(loss)
+    score = args.score or (default_score(loss) if topics is not None else "cosine")
     layer = image_layer(loss)
     cli.log(f"network: {info['arch']} trained with {loss}"
             + (" (--loss)" if args.loss else " (recorded)" if recorded else " (nothing recorded: the paper's)")
@@ -160,7 +206,9 @@ def main(argv=None):
     if (not args.force and provenance.stage_is_done(stage_dir, STAGE)
             and meta.get("weights", {}).get("sha256") == info["sha256"]
             and meta.get("score", meta.get("args", {}).get("score")) == score
-            and meta.get("loss", "sigmoid_ce") == loss and meta.get("args", {}).get("split") == args.split):
+            and meta.get("loss", "sigmoid_ce") == loss and meta.get("args", {}).get("split") == args.split
+            and meta.get("space_dir", str(args.lda)) == str(args.lda or args.space)
+            and meta.get("target") == args.target):
         cli.log(f"already done: {stage_dir} (use --force to redo)")
         return 0
     provenance.invalidate(stage_dir)
@@ -173,13 +221,7 @@ def main(argv=None):
     names = categories(root)
     if not pairs:
         raise DataError(f"{root}: the {args.split} list is empty")
-    cli.log(f"projecting {len(pairs)} texts into the {topics.num_topics}-topic space")
-    text_vecs = topics.infer([p.text for p in pairs], empty="nan", seed=args.seed)
-    empty = np.isnan(text_vecs).any(axis=1)
-    if empty.any():
-        cli.log(f"note: {int(empty.sum())} of {len(pairs)} texts have no word of the topic model's dictionary; "
-                "they get the uniform vector (LDA's symmetric prior)")
-        text_vecs[empty] = 1.0 / topics.num_topics
+    text_vecs, empty = _project_texts(args, space, topics, [p.text for p in pairs])
 
     with_img = [p for p in pairs if p.image_path is not None]
     n_missing = len(pairs) - len(with_img)
@@ -208,7 +250,8 @@ def main(argv=None):
            "n_image_queries": len(img_pairs), "n_text_queries": len(pairs),
            "n_missing_images": n_missing, "n_unreadable_images": len(fs.skipped), "n_empty_texts": int(empty.sum()),
            **{k: v for k, v in res.items() if not k.startswith(("ap_", "top_"))},
-           "split": args.split, "num_topics": topics.num_topics, "lda": str(args.lda), "seed": args.seed,
+           "split": args.split, "num_topics": dim, "lda": str(args.lda or args.space), "seed": args.seed,
+           "space": space.name if space is not None else "lda", "target": args.target,
            "weights_source": info["source"]}
     examples = make_examples(res, pairs, img_pairs, names, args.seed)
     outputs = [stage_dir / "results.json", stage_dir / "results.md", stage_dir / "examples.json"]
@@ -220,7 +263,8 @@ def main(argv=None):
             f"text->image mAP {out['txt2img_map']:.4f} (chance {out['chance_txt2img']:.4f}); wrote {stage_dir}, "
             f"{summary}")
     provenance.write_meta(stage_dir, STAGE, args, inputs=[], outputs=outputs,
-                          extra={"weights": info, "tag": tag, "loss": loss, "score": score, "refused": refused})
+                          extra={"weights": info, "tag": tag, "loss": loss, "score": score, "refused": refused,
+                                 "space_dir": str(args.lda or args.space), "target": args.target})
     return 0
 
 

@@ -37,9 +37,9 @@ def build_parser():
     p.add_argument("--score", choices=SCORES, default="l2",
                    help="l2: Euclidean on sum-normalised vectors (LearnFromWebData's); space: the index's own "
                         "similarity (KL / cosine), as the search server ranks")
-    p.add_argument("--relevance", choices=RELEVANCE, default="release",
-                   help="mirflickr: 'release' = the image's labels contain one of the query's tags or labels "
-                        "(LearnFromWebData's check); 'labels' = it shares a label with the query")
+    p.add_argument("--relevance", choices=RELEVANCE, default="labels",
+                   help="mirflickr: 'labels' = the image shares a label with the query image (default); "
+                        "'release' = its labels contain one of the query's tags or labels (LearnFromWebData's check)")
     p.add_argument("--k", type=int, default=100, help="instacities: precision at k (the related work's P@100)")
     p.add_argument("--max-queries", type=int, default=0,
                    help="mirflickr: evaluate this many per-image queries (a seeded sample; 0 = all)")

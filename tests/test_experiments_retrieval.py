@@ -164,3 +164,56 @@ def test_vector_loss_network_is_read_at_its_logits_and_ranked_by_cosine(script, 
         assert (prob["image_layer"], prob["score"]) == ("prob", "kl")
     finally:
         torch.set_num_threads(before)
+
+
+def test_vector_space_texts_through_the_training_target_and_cosine(script, demo_corpus, tmp_path, capsys):
+    """--space with a word2vec folder: texts are the space's embeddings through minshift_l2 (written
+    plainly here), images the network's sigmoid outputs, ranked by cosine; mAP recomputed here."""
+    import texttopicnet
+    from texttopicnet.evaluation.metrics import retrieval_map
+
+    root = find_wikipedia_root(demo_corpus)
+    space = texttopicnet.fit_text_space("word2vec", [p.text for p in load_wikipedia(root, "train")], seed=0,
+                                        dim=16, epochs=2, min_count=2)
+    space.save(tmp_path / "space")
+    run = tmp_path / "run"
+    argv = ["--out", str(run), "--weights", "random", "--tag", "random", "--space", str(tmp_path / "space"),
+            "--data-root", str(demo_corpus), "--device", "cpu", "--workers", "1"]
+    assert script.main(argv) == 0
+    assert "target minshift_l2" in capsys.readouterr().out
+    res = json.loads((run / "retrieval" / "random" / "results.json").read_text())
+    assert (res["space"], res["target"], res["score"], res["num_topics"]) == ("word2vec", "minshift_l2", "cosine", 16)
+
+    test = load_wikipedia(root, "test")
+    raw, empty = space.embed([p.text for p in test], return_empty=True)
+    txt = []
+    for row, is_empty in zip(raw.astype(np.float64), empty):
+        if is_empty:
+            txt.append(np.ones_like(row))
+            continue
+        if row.min() < 0:
+            row = row - row.min()
+        txt.append(row / np.sqrt((row ** 2).sum()))
+    txt = np.array(txt)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    folder = next((run / "features").iterdir())
+    prob = np.load(folder / "wikipedia_test_prob.npy").astype(np.float64)
+    img_paths = (folder / "wikipedia_test_prob.txt").read_text().splitlines()
+    img = prob / np.linalg.norm(prob, axis=1, keepdims=True)
+    cat_of = {str(p.image_path): p.category for p in test if p.image_path is not None}
+    dist = 1 - txt @ img.T
+    txt_lab = np.array([p.category for p in test])
+    img_lab = np.array([cat_of[p] for p in img_paths])
+    assert res["img2txt_map"] == pytest.approx(retrieval_map(dist.T, img_lab, txt_lab), abs=1e-5)
+    assert res["txt2img_map"] == pytest.approx(retrieval_map(dist, txt_lab, img_lab), abs=1e-5)
+    # a network of another size than the space: a clear error, not a traceback
+    from texttopicnet.networks import backbones
+    from texttopicnet.training.checkpoint import save_checkpoint
+    from texttopicnet.weights.loading import load_network
+
+    net, _ = load_network("random", num_outputs=7, seed=0)
+    ck = tmp_path / "net7.pt"
+    save_checkpoint(ck, {"model": net.state_dict(), "arch": backbones.describe(net), "iteration": 0})
+    with pytest.raises(DataError, match="16 dimensions"):
+        script.main(["--out", str(run), "--weights", str(ck), "--tag", "seven", "--space", str(tmp_path / "space"),
+                     "--data-root", str(demo_corpus), "--device", "cpu", "--workers", "1"])

@@ -118,6 +118,20 @@ def test_pack_script_realigns_labels_and_is_idempotent(tmp_path, capsys):
     assert script.main(["--out", str(run), "--workers", "1"]) == 0
     assert "already done" in capsys.readouterr().out
     assert (packed / "images.npy").stat().st_mtime_ns == before
+    # new labels for the same images (another text space): relabelled, pixels reused
+    new = np.random.default_rng(5).random((6, 9)).astype(np.float32)
+    np.save(run / "labels" / "labels.npy", new)
+    assert script.main(["--out", str(run), "--workers", "1"]) == 0
+    assert "relabelled 5 packed images" in capsys.readouterr().out
+    assert np.array_equal(np.load(packed / "labels.npy"), new[[0, 1, 3, 4, 5]])
+    assert (packed / "images.npy").stat().st_mtime_ns == before
+    assert script.main(["--out", str(run), "--workers", "1"]) == 0
+    assert "already done" in capsys.readouterr().out
+    # other images: packed again
+    (run / "labels" / "index.txt").write_text("\n".join(paths[:5]) + "\n")
+    np.save(run / "labels" / "labels.npy", new[:5])
+    assert script.main(["--out", str(run), "--workers", "1"]) == 0
+    assert read_lines(packed / "index.txt") == [paths[i] for i in (0, 1, 3, 4)]
 
 
 def test_pack_script_reports_missing_or_misaligned_labels(tmp_path):

@@ -97,10 +97,9 @@ def server(tmp_path_factory):
     index = Path(os.environ.get("TTN_SEARCH_INDEX") or h.tiny_index())
     port = free_port()
     log = base / "server.log"
-    proc = start_server(index, port, log)
+    proc = start_server(index, port, log)  # the test waits for it after Chromium started (both take seconds)
     try:
-        wait_healthy(proc, port, log)
-        yield f"http://127.0.0.1:{port}", proc, log
+        yield f"http://127.0.0.1:{port}", proc, log, port
     finally:
         proc.terminate()
         try:
@@ -144,7 +143,8 @@ def test_search_click_combine_upload_in_chromium(server, driver, tmp_path):
     import httpx
     from selenium.webdriver.common.keys import Keys
 
-    url, proc, log = server
+    url, proc, log, port = server
+    wait_healthy(proc, port, log)
     info = httpx.get(url + "/api/info", timeout=10).json()
     w0, w1 = info["example_words"][:2]
     driver.get(url + "/")

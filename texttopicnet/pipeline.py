@@ -64,8 +64,15 @@ class Settings:
     passes: int | None = None
     train_preset: str = "paper"
     train_overrides: tuple[str, ...] = ()
-    svm_layers: tuple[str, ...] = ("pool5", "fc6", "fc7")
+    svm_layers: tuple[str, ...] | None = None  # None: the backbone's default layers (CaffeNet: pool5 fc6 fc7)
     pretrained_dir: Path = PROJECT_ROOT / "pretrained"
+    # extension points (issue "any text space, any backbone, any corpus"); defaults are the paper's
+    corpus: str = "imageclef"        # or manifest:PATH
+    space: str = "lda"               # lda | lsi | word2vec | doc2vec | fasttext | glove
+    space_options: tuple[str, ...] = ()
+    target: str | None = None        # vector spaces: minshift_l2 (default) | minshift_max
+    arch: str = "caffenet"
+    loss: str = "sigmoid_ce"
 
     @property
     def trained_weights(self) -> Path:
@@ -76,6 +83,27 @@ class Settings:
     @property
     def lda_dir(self) -> Path:
         return self.pretrained_dir if self.weights == "published" else self.run_dir / "lda"
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """SVM feature layers: --layers, else the backbone's defaults (pool5 fc6 fc7 for CaffeNet, the paper's)."""
+        if self.svm_layers:
+            return tuple(self.svm_layers)
+        from .networks import backbones
+
+        return tuple(backbones.get(self.arch).default_layers)
+
+    @property
+    def space_dir(self) -> Path:
+        """The text space the network predicts: the LDA folder, or RUN/space (lda/02 --space X)."""
+        return self.lda_dir if self.space == "lda" else self.run_dir / "space"
+
+    @property
+    def configuration(self) -> dict:
+        """What a side-by-side comparison of runs lists (report/compare.py)."""
+        return {"corpus": self.corpus, "space": self.space, "target": self.target or (
+            "distribution" if self.space == "lda" else "minshift_l2"), "arch": self.arch, "loss": self.loss,
+            "weights": self.weights, "seed": self.seed}
 
     @property
     def tags(self) -> list[tuple[str, str]]:
@@ -102,18 +130,69 @@ def paper_settings(run_dir: Path, data_root: Path, **kw) -> Settings:
     return s
 
 
+def ensure_wordnet(log=print) -> None:
+    """The text stage's default lemmatiser is WordNet (the release's): install it before the run starts
+    (Debian's files, else nltk.download) so a fresh machine runs the quick start as it is."""
+    from .text import wordnet
+
+    if not wordnet.nltk_wordnet_works():
+        log("WordNet (the release's lemmatiser) is not installed for NLTK; installing it ...")
+        wordnet.install(log=log)
+
+
 def _common(s: Settings) -> list[str]:
     return ["--out", str(s.run_dir)]
 
 
 def _lda_args(s: Settings) -> list[str]:
-    args = _common(s) + ["--num-topics", str(s.num_topics), "--no-below", str(s.no_below),
-                         "--no-above", str(s.no_above), "--seed", str(s.seed), "--workers", str(s.workers)]
+    args = _common(s) + ["--seed", str(s.seed), "--workers", str(s.workers)]
+    if s.space != "lda":  # the LDA options below mean nothing to the other spaces
+        return args + ["--space", s.space] + [f"--space-option={o}" for o in s.space_options]
+    args += ["--num-topics", str(s.num_topics), "--no-below", str(s.no_below), "--no-above", str(s.no_above)]
     if s.passes is not None:
         args += ["--passes", str(s.passes)]
     if s.dataset == "demo":
         args += ["--reproducible"]  # single-process LDA: the demo's numbers repeat exactly
     return args
+
+
+def _pairs_args(s: Settings) -> list[str]:
+    args = ["--data-root", str(s.data_root), "--workers", str(s.workers)] + _common(s)
+    return args + (["--corpus", s.corpus] if s.corpus != "imageclef" else [])
+
+
+def _labels_args(s: Settings) -> list[str]:
+    args = _common(s) + ["--workers", str(s.workers)]
+    return args + (["--target", s.target] if s.target else [])
+
+
+def _train_args(s: Settings) -> list[str]:
+    args = _common(s) + ["--preset", s.train_preset, "--device", s.device, "--seed", str(s.seed)]
+    if s.arch != "caffenet":
+        args += ["--arch", s.arch]
+    if s.loss != "sigmoid_ce":
+        args += ["--loss", s.loss]
+    return args + list(s.train_overrides)
+
+
+def _network_args(s: Settings, tag: str, weights: str) -> list[str]:
+    """--weights/--tag of one compared network; a random network is built as the trained one's architecture."""
+    return ["--weights", weights, "--tag", tag] + (["--arch", s.arch] if weights == "random" and s.arch != "caffenet"
+                                                   else [])
+
+
+def _svm_args(s: Settings, tag: str, weights: str) -> list[str]:
+    return (_common(s) + _network_args(s, tag, weights)
+            + ["--data-root", str(s.data_root), "--device", s.device, "--seed", str(s.seed), "--workers",
+               str(s.workers), "--layers", *s.layers])
+
+
+def _retrieval_args(s: Settings, tag: str, weights: str) -> list[str]:
+    space = ["--lda", str(s.lda_dir)] if s.space == "lda" else ["--space", str(s.space_dir)]
+    # both networks are read the same way: the random one as if trained with the run's loss
+    loss = ["--loss", s.loss] if s.loss != "sigmoid_ce" and weights == "random" else []
+    return (_common(s) + _network_args(s, tag, weights) + space + loss
+            + ["--data-root", str(s.data_root), "--device", s.device, "--seed", str(s.seed)])
 
 
 def _report_inline(s: Settings) -> None:
@@ -132,37 +211,29 @@ def build_stages() -> list[Stage]:
               lambda s: [],  # checked through synthetic.json below
               enabled=lambda s: s.dataset == "demo"),
         Stage("pairs", "training pairs: images kept by the paper's filters, with their articles",
-              lambda s: [("lda/01_build_train_dict.py", ["--data-root", str(s.data_root), "--workers",
-                                                         str(s.workers)] + _common(s))],
+              lambda s: [("lda/01_build_train_dict.py", _pairs_args(s))],
               lambda s: [R(s, "pairs")], deps=("corpus",), enabled=trains),
-        Stage("lda", "text preprocessing and the LDA topic model",
+        Stage("lda", "text preprocessing and the LDA topic model (or the --space chosen)",
               lambda s: [("lda/02_learn_lda.py", _lda_args(s))],
               lambda s: [R(s, "lda")], deps=("pairs",), enabled=trains),
         Stage("labels", "per-image topic distributions (the CNN's targets)",
-              lambda s: [("lda/03_generate_labels.py", _common(s) + ["--workers", str(s.workers)])],
+              lambda s: [("lda/03_generate_labels.py", _labels_args(s))],
               lambda s: [R(s, "labels")], deps=("lda",), enabled=trains),
         Stage("pack", "decode + resize every training image once into a uint8 store",
               lambda s: [("cnn/01_pack_images.py", _common(s) + ["--workers", str(s.workers)])],
               lambda s: [R(s, "packed")], deps=("labels",), enabled=trains),
-        Stage("train", "train CaffeNet to predict the topic distribution from pixels",
-              lambda s: [("cnn/02_train.py", _common(s) + ["--preset", s.train_preset, "--device", s.device,
-                                                          "--seed", str(s.seed)] + list(s.train_overrides))],
+        Stage("train", "train the network (CaffeNet) to predict the text space from pixels",
+              lambda s: [("cnn/02_train.py", _train_args(s))],
               lambda s: [R(s, "train")], deps=("pack",), enabled=trains),
-        Stage("voc_svm", "VOC2007-layout classification with linear SVMs on pool5/fc6/fc7",
-              lambda s: [("experiments/voc2007_classification.py",
-                          _common(s) + ["--weights", w, "--tag", t, "--data-root", str(s.data_root),
-                                        "--device", s.device, "--seed", str(s.seed), "--workers", str(s.workers),
-                                        "--layers", *s.svm_layers]) for t, w in s.tags],
+        Stage("voc_svm", "VOC2007-layout classification with linear SVMs (pool5/fc6/fc7 for CaffeNet)",
+              lambda s: [("experiments/voc2007_classification.py", _svm_args(s, t, w)) for t, w in s.tags],
               lambda s: [R(s, "voc_svm", t) for t, _ in s.tags], deps=("train", "corpus")),
         Stage("retrieval", "Wikipedia-layout cross-modal retrieval, both directions",
-              lambda s: [("experiments/multimodal_retrieval.py",
-                          _common(s) + ["--weights", w, "--tag", t, "--lda", str(s.lda_dir), "--data-root",
-                                        str(s.data_root), "--device", s.device, "--seed", str(s.seed)])
-                         for t, w in s.tags],
+              lambda s: [("experiments/multimodal_retrieval.py", _retrieval_args(s, t, w)) for t, w in s.tags],
               lambda s: [R(s, "retrieval", t) for t, _ in s.tags], deps=("train", "lda", "corpus")),
         Stage("search", "search index of the demo images (words, images and their arithmetic)",
               lambda s: [("search/01_build_index.py",
-                          _common(s) + ["--weights", str(s.trained_weights), "--space", str(s.lda_dir),
+                          _common(s) + ["--weights", str(s.trained_weights), "--space", str(s.space_dir),
                                         "--images", f"folder:{s.data_root}", "--device", s.device,
                                         "--seed", str(s.seed), "--workers", str(s.workers)])],
               lambda s: [R(s, "search")], deps=("train", "lda", "corpus"), enabled=lambda s: s.dataset == "demo"),
@@ -219,6 +290,7 @@ class Runner:
         self.log = log
         self.state_path = settings.run_dir / "pipeline.json"
         self.state = read_json(self.state_path) if self.state_path.is_file() else {"stages": {}}
+        self.state["configuration"] = settings.configuration
         self.timings: dict[str, float] = {}
 
     def _deps_fingerprint(self, stage: Stage) -> dict[str, str | None]:
@@ -231,8 +303,13 @@ class Runner:
         outs = stage.outputs(self.s)
         if not outs or not all(stage_is_done(o) for o in outs):
             return False
-        recorded = self.state["stages"].get(stage.name, {}).get("deps")
-        return recorded == self._deps_fingerprint(stage)
+        recorded = self.state["stages"].get(stage.name, {})
+        # the same inputs, and the same command lines: a run folder reused with another --space,
+        # --arch, --loss, ... redoes the stages whose commands changed (and then what follows)
+        return recorded.get("deps") == self._deps_fingerprint(stage) and recorded.get("commands") == self._commands(stage)
+
+    def _commands(self, stage: Stage) -> list[list[str]]:
+        return [[script, *argv] for script, argv in stage.commands(self.s)]
 
     def command_line(self, script: str, argv: list[str]) -> str:
         return " ".join(shlex.quote(x) for x in ["python", script, *argv])
@@ -251,8 +328,8 @@ class Runner:
             if not explicit and self.is_current(stage):
                 self.log(f"[{stage.name}] up to date, skipped")
                 continue
-            # A stage whose own outputs are complete but stale (its inputs changed) must be told to
-            # redo them; an unfinished one is not forced, so that it resumes from its checkpoint.
+            # A stage whose own outputs are complete but stale (its inputs or command changed) must be
+            # told to redo them; an unfinished one is not forced, so that it resumes from its checkpoint.
             self._run_stage(stage, force=explicit or self._finished(stage))
         self.log(f"pipeline finished in {time.time() - t_all:.1f} s")
         return self.timings
@@ -277,7 +354,8 @@ class Runner:
                 raise StageFailed(stage.name, self.command_line(script, argv), proc.returncode)
         elapsed = time.time() - t0
         self.timings[stage.name] = elapsed
-        self.state["stages"][stage.name] = {"deps": self._deps_fingerprint(stage), "seconds": round(elapsed, 2),
+        self.state["stages"][stage.name] = {"deps": self._deps_fingerprint(stage), "commands": self._commands(stage),
+                                            "seconds": round(elapsed, 2),
                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_json(self.state_path, self.state)
         self.log(f"[{stage.name}] done in {elapsed:.1f} s")

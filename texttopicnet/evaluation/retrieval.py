@@ -238,6 +238,19 @@ def to_text_space(outputs: np.ndarray, loss_name: str) -> np.ndarray:
     return build_loss(loss_name).predict(torch.from_numpy(np.asarray(outputs))).numpy()
 
 
+def vector_space_texts(space, texts, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Texts in a vector space as the network learnt them: the space's embedding through the training
+    target transform (``minshift_l2`` / ``minshift_max``, recorded by the labels stage); returns
+    (vectors, empty mask). A text without a known word (a zero row) gets the constant row, the
+    vector analogue of LDA's uniform distribution, so cosine stays defined."""
+    from ..text.spaces import make_targets
+
+    vecs, empty = space.embed(list(texts), return_empty=True)
+    out = make_targets(vecs, target)
+    out[empty] = 1.0 / np.sqrt(out.shape[1])
+    return out, empty
+
+
 def default_score(loss_name: str) -> str:
     """KL for distributions (sigmoid outputs, the paper's), cosine for vectors (the other losses)."""
     return "kl" if loss_name == "sigmoid_ce" else "cosine"

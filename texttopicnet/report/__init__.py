@@ -180,13 +180,16 @@ def build_report(settings) -> Path:
     out = run_dir / "report"
     fig_dir = out / "figures"
     tags = [t for t, _ in settings.tags]
-    data = collect(run_dir, tags, list(settings.svm_layers))
+    data = collect(run_dir, tags, list(settings.layers))
     paper = data["paper"] if settings.dataset == "paper" else None
     chance = _voc_chance(settings.data_root)
+    conf = getattr(settings, "configuration", {})
     blocks: list = [("h", 1, f"TextTopicNet run report: {run_dir.name}"),
-                    ("p", f"Dataset: **{settings.dataset}**; networks: {', '.join(tags)} (random = the same CaffeNet "
-                          f"with the published random initialisation, seed {settings.seed}). Generated "
-                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}.")]
+                    ("p", f"Dataset: **{settings.dataset}**; networks: {', '.join(tags)} (random = the same "
+                          f"{conf.get('arch', 'caffenet')} with a random initialisation, seed {settings.seed}). "
+                          f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}."),
+                    ("table", ["corpus", "text space", "targets", "network", "loss"],
+                     [[conf.get(k, "-") for k in ("corpus", "space", "target", "arch", "loss")]])]
     blocks += _svm_blocks(data, chance, fig_dir, paper)
     blocks += _retrieval_blocks(data, fig_dir, paper)
     blocks += _training_blocks(data, settings, fig_dir)

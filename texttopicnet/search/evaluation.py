@@ -7,9 +7,10 @@ facts in ../shared/SEED_SYSTEMS.md, 002):
   its words are its tags and its labels (``plant_life`` is queried as ``plant``; other
   underscores split words; the strict ``<concept>_r1`` labels of our MIRFlickr reader count
   as the concept). The whole index is ranked, the query image included (as the release).
-  Relevant: ``release`` rule (default) = the image's labels contain one of the query's
-  words or labels (the release compared the query's tags *and* labels with the database
-  labels); ``labels`` = the image shares a label with the query.
+  Relevant: ``labels`` rule (default, the issue's and the related work's) = the image
+  shares a label with the query image; ``release`` = the image's labels contain one of the
+  query's words or labels (the release compared the query's tags *and* labels with the
+  database labels: a tag such as ``sky`` also makes images labelled ``sky`` relevant).
 - ``mirflickr_labels`` (one query per label, ``..._classes.py``): the label's name is the
   query; relevant = images with that label.
 - AP over the full ranking (ties ranked at the end of their group,
@@ -119,7 +120,7 @@ def _label_matrix(label_sets: list[set[str]], vocab: dict[str, int]) -> np.ndarr
 
 
 def mirflickr(embeddings, labels: list[dict], space, similarity: str, *, per: str = "image", score: str = "l2",
-              relevance: str = "release", target: str | None = None, query_rows: Sequence[int] | None = None) -> dict:
+              relevance: str = "labels", target: str | None = None, query_rows: Sequence[int] | None = None) -> dict:
     """The MIRFlickr-25K text->image protocol (module docstring). ``labels``: index labels.jsonl rows.
 
     ``per="image"`` (``mirflickr``) or ``"label"`` (``mirflickr_labels``); ``query_rows``

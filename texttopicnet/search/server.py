@@ -3,7 +3,7 @@
 Endpoints (JSON unless said otherwise)::
 
     GET  /                      the search page (static/index.html: no build step, nothing external)
-    GET  /api/health            {"status": "ok", "images": N}
+    GET  /api/health            {"status": "ok", "images": N}  (also /health)
     GET  /api/info              the index: size, space, network, example words and ids
     GET  /api/search?q=&k=&offset=      search by a text query (query.py's language)
     POST /api/search            the same with a JSON body {"q", "k", "offset"} (long queries)
@@ -102,6 +102,7 @@ def create_app(engine: SearchEngine, *, max_upload_bytes: int = MAX_UPLOAD_BYTES
         return Response(status_code=204)
 
     @app.get("/api/health")
+    @app.get("/health", include_in_schema=False)
     def health():
         return {"status": "ok", "images": len(engine.index)}
 
