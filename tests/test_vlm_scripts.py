@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import load_script
 from PIL import Image
-from test_vlm_datasets import _write, toronto_members
+from test_vlm_datasets import _write, mit_members, toronto_members
 
 from texttopicnet.core.errors import UserError
 
@@ -73,17 +73,24 @@ def test_maps_for_a_folder_with_a_broken_file(run, tmp_path):
     assert json.loads((d / "meta.json").read_text())["skipped"] == {"corrupt": 1}
 
 
-def test_evaluate_on_a_toronto_layout(run, tmp_path):
+@pytest.mark.parametrize("dataset", ["toronto", "mit1003"])
+def test_evaluate_on_the_real_layouts(run, tmp_path, dataset):
     out, _ = run
-    _write(tmp_path / "data" / "Toronto", toronto_members())
+    if dataset == "toronto":
+        _write(tmp_path / "data" / "Toronto", toronto_members())
+        names = ["1", "2", "3"]
+    else:
+        for members in mit_members().values():
+            _write(tmp_path / "data" / "MIT1003", members)
+        names = ["i1", "i2"]  # lonely.jpeg has no fixation map: skipped
     script = load_script("experiments/vlm/03_evaluate_saliency.py")
-    assert script.main(["--out", str(out), "--dataset", "toronto", "--data-root", str(tmp_path / "data"),
-                        "--others", "2", *COMMON]) == 0
-    res = json.loads((out / "vlm_saliency" / "toronto" / "t" / "results.json").read_text())
-    assert res["images"] == 3 and set(res["summary"]["vlm"]) == {"auc_judd", "sauc", "nss", "cc", "kl", "sim"}
+    assert script.main(["--out", str(out), "--dataset", dataset, "--data-root", str(tmp_path / "data"),
+                        "--others", "1", *COMMON]) == 0
+    res = json.loads((out / "vlm_saliency" / dataset / "t" / "results.json").read_text())
+    assert res["images"] == len(names) and set(res["summary"]["vlm"]) == {"auc_judd", "sauc", "nss", "cc", "kl", "sim"}
     assert all(np.isfinite(v) for v in res["summary"]["center_bias"].values())
-    rows = (out / "vlm_saliency" / "toronto" / "t" / "per_image.jsonl").read_text().splitlines()
-    assert [json.loads(r)["name"] for r in rows] == ["1", "2", "3"]
+    rows = (out / "vlm_saliency" / dataset / "t" / "per_image.jsonl").read_text().splitlines()
+    assert [json.loads(r)["name"] for r in rows] == names
 
 
 def test_pasted_region_check_and_reconstruction(run):
@@ -103,3 +110,23 @@ def test_pasted_region_check_and_reconstruction(run):
     assert len((d / "topic_0" / "history.jsonl").read_text().splitlines()) == 2
     with pytest.raises(UserError, match="out of range"):
         rec.main(["--out", str(out), "--topic", "99", "--iterations", "1", "--force", *COMMON])
+
+
+def test_report_section_draws_the_figures(run, tmp_path):
+    from texttopicnet.vlm.report import report_section
+
+    assert report_section(tmp_path / "no_run", tmp_path / "report" / "figures") == []
+    out, _ = run
+    for script, args in (("02_maps.py", ["--figure", "0"]),
+                         ("04_pasted_region_check.py", ["--n", "2", "--kinds", "noise"]),
+                         ("05_reconstruct.py", ["--topic", "0", "1", "--iterations", "1"])):
+        if not (out / {"02_maps.py": "vlm_maps", "04_pasted_region_check.py": "vlm_paste",
+                       "05_reconstruct.py": "vlm_reconstruct"}[script] / "t" / "meta.json").is_file():
+            assert load_script(f"experiments/vlm/{script}").main(["--out", str(out), *args, *COMMON]) == 0
+    figs = tmp_path / "report" / "figures"
+    lines = report_section(out, figs)
+    text = "\n".join(lines)
+    assert lines[0] == "## CNN-VLM: naturalness, saliency and feature inversion"
+    for name in ("vlm_maps_t.png", "vlm_reconstructions_t.png", "vlm_paste_t.png"):
+        assert f"](figures/{name})" in text and (figs / name).is_file()
+    assert "| conv5 | 6 |" in text and "center_bias" in text

@@ -56,6 +56,7 @@ def build_parser():
     g.add_argument("--pca-samples", type=int, help="feature vectors sampled for PCA (release: 100,000)")
     g.add_argument("--pca-dims", type=int, help="0: ceil(C/2) as the release; N: keep N components (faster)")
     g.add_argument("--stats-images", type=int, help="images for the statistics (0: all, as the release)")
+    g.add_argument("--max-images", type=int, help="train on a seeded random N of the images (0: all)")
     g.add_argument("--cache-mb", type=int, help="memory for caching every image's projected features (0: never)")
     g.add_argument("--log-every", type=int, help="updates per log.jsonl row")
     g.add_argument("--checkpoint-every", type=int, help="updates between checkpoints")
@@ -65,7 +66,7 @@ def build_parser():
 
 def _config(args) -> train.VLMConfig:
     over = {k: getattr(args, k) for k in ("layers", "iterations", "batch_size", "lr", "momentum", "step", "gamma",
-                                          "optimizer", "pca_samples", "pca_dims", "stats_images", "cache_mb",
+                                          "optimizer", "pca_samples", "pca_dims", "stats_images", "max_images", "cache_mb",
                                           "log_every", "checkpoint_every")}
     cfg = train.config_from(args.preset, seed=args.seed, **over)
     if cfg.log_every < 1 or cfg.checkpoint_every < 1 or cfg.step < 0 or cfg.pca_samples < 1:

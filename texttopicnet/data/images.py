@@ -250,3 +250,37 @@ def load_resized(path: str | os.PathLike, size: int = 256, keep_aspect: bool = F
         return resize_array(im, size=size, keep_aspect=keep_aspect)
     except ImageReadError as exc:
         raise ImageReadError(f"{path}: {exc.message}", exc.reason) from None
+
+
+def iter_decoded(paths, load, batch_size: int, workers: int = 2):
+    """Yield ``(kept positions, arrays, [(position, ImageReadError)])`` per batch of ``paths``.
+
+    ``load(path)`` decodes one image (raising :class:`ImageReadError`); a thread pool decodes
+    batch b+1 while the caller works on batch b (PIL releases the GIL while decoding).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guarded(p):
+        try:
+            return load(p)
+        except ImageReadError as exc:
+            return exc
+
+    starts = list(range(0, len(paths), batch_size))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        def submit(s):
+            return [pool.submit(guarded, paths[i]) for i in range(s, min(s + batch_size, len(paths)))]
+
+        pending = submit(starts[0]) if starts else None
+        for b, s in enumerate(starts):
+            futures = pending
+            pending = submit(starts[b + 1]) if b + 1 < len(starts) else None
+            kept, arrays, bad = [], [], []
+            for j, fut in enumerate(futures):
+                res = fut.result()
+                if isinstance(res, ImageReadError):
+                    bad.append((s + j, res))
+                else:
+                    kept.append(s + j)
+                    arrays.append(res)
+            yield kept, arrays, bad

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from ..core import io
-from ..data.images import ImageReadError, load_resized
+from ..data.images import iter_decoded, load_resized
 from ..networks import backbones
 from ..networks.caffenet import RESIZE
 from ..networks.layers import FeatureExtractor
@@ -67,37 +66,14 @@ def list_digest(paths: Sequence[str | os.PathLike]) -> str:
     return h.hexdigest()
 
 
-def _load(path, size: int = RESIZE) -> np.ndarray | str:
-    try:
-        return load_resized(path, size)
-    except ImageReadError as exc:
-        return str(exc)
-
-
 def iter_image_batches(paths: Sequence[str | os.PathLike], batch_size: int, workers: int = 2, size: int = RESIZE
                        ) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
     """Yield (kept positions, uint8 (n, size, size, 3) or None, [(position, reason)]) per batch.
 
     Decoding of batch b+1 runs in threads while the caller works on batch b.
     """
-    starts = list(range(0, len(paths), batch_size))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        def submit(s):
-            return [pool.submit(_load, paths[i], size) for i in range(s, min(s + batch_size, len(paths)))]
-
-        pending = submit(starts[0]) if starts else None
-        for b, s in enumerate(starts):
-            futures = pending
-            pending = submit(starts[b + 1]) if b + 1 < len(starts) else None
-            kept, arrays, bad = [], [], []
-            for j, fut in enumerate(futures):
-                res = fut.result()
-                if isinstance(res, str):
-                    bad.append((s + j, res))
-                else:
-                    kept.append(s + j)
-                    arrays.append(res)
-            yield kept, (np.stack(arrays) if arrays else None), bad
+    for kept, arrays, bad in iter_decoded(paths, lambda p: load_resized(p, size), batch_size, workers):
+        yield kept, (np.stack(arrays) if arrays else None), [(i, str(exc)) for i, exc in bad]
 
 
 def extract(net: torch.nn.Module, paths: Sequence[str | os.PathLike], layers: Sequence[str],

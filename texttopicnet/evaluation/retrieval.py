@@ -42,13 +42,18 @@ SCORES = ("kl", "cosine")
 DEFAULT_BLOCK_BYTES = 256 << 20
 
 
-def normalise_rows(x, what: str = "rows") -> np.ndarray:
-    """Rows scaled to sum 1 (float64). Negative, non-finite or all-zero rows are a ValueError."""
+def _finite_matrix(x, what: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"{what}: expected a 2-D array, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{what}: contains NaN or infinite values")
+    return a
+
+
+def normalise_rows(x, what: str = "rows") -> np.ndarray:
+    """Rows scaled to sum 1 (float64). Negative, non-finite or all-zero rows are a ValueError."""
+    a = _finite_matrix(x, what)
     if (a < 0).any():
         raise ValueError(f"{what}: contains negative values (expected probabilities)")
     s = a.sum(axis=1, keepdims=True)
@@ -96,11 +101,7 @@ class Prepared:
 
 def l2_rows(x, what: str = "rows") -> np.ndarray:
     """Rows scaled to unit L2 norm (float64); any sign. Non-finite or all-zero rows are a ValueError."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"{what}: expected a 2-D array, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what}: contains NaN or infinite values")
+    a = _finite_matrix(x, what)
     n = np.linalg.norm(a, axis=1, keepdims=True)
     zero = np.flatnonzero(n[:, 0] <= 0)
     if zero.size:

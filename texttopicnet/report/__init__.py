@@ -116,8 +116,16 @@ def _retrieval_blocks(data: dict, fig_dir: Path, paper: dict | None) -> list:
             row.append(fmt(paper.get(pkey), 3))
         rows.append(row)
     blocks.append(("table", header, rows))
-    blocks.append(("p", "Texts are projected with the LDA model, images through the network's sigmoid output; ranked by "
-                        "KL(text || image); relevant = same category; AP over the full ranking, mAP over all queries."))
+    first = ret[tags[0]]
+    if first.get("space", "lda") == "lda" and first.get("score", "kl") == "kl":
+        how = ("Texts are projected with the LDA model, images through the network's sigmoid output; ranked by "
+               "KL(text || image)")
+    else:
+        how = (f"Texts are embedded in the {first.get('space', 'lda')} space"
+               + (f" (training target {first['target']})" if first.get("target") else "")
+               + f", images read at the network's {first.get('image_layer', 'prob')} output (trained with "
+               f"{first.get('loss', 'sigmoid_ce')}); ranked by {first.get('score')}")
+    blocks.append(("p", how + "; relevant = same category; AP over the full ranking, mAP over all queries."))
     per = ret[tags[0]].get("per_category") or {}
     if per:
         rows = [[name] + [fmt(((ret[t].get("per_category") or {}).get(name) or {}).get(d), 3)

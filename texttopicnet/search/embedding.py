@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..data.images import MAX_PIXELS, ImageReadError, load_resized
+from ..data.images import MAX_PIXELS, ImageReadError, iter_decoded, load_resized
 from ..networks import backbones
 from ..networks.layers import FeatureExtractor
 from ..training.augment import center_crop
@@ -91,28 +90,6 @@ def iter_batches(embedder: ImageEmbedder, paths: Sequence[str | os.PathLike], ba
 
     Images are decoded by a thread pool one batch ahead of the network (PIL releases the GIL).
     """
-    starts = list(range(0, len(paths), batch_size))
-
-    def load(p):
-        try:
-            return embedder.load(p)
-        except ImageReadError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        def submit(s):
-            return [pool.submit(load, paths[i]) for i in range(s, min(s + batch_size, len(paths)))]
-
-        pending = submit(starts[0]) if starts else None
-        for b, s in enumerate(starts):
-            futures = pending
-            pending = submit(starts[b + 1]) if b + 1 < len(starts) else None
-            kept, arrays, bad = [], [], []
-            for j, fut in enumerate(futures):
-                res = fut.result()
-                if isinstance(res, ImageReadError):
-                    bad.append((s + j, res.reason, str(res)))
-                else:
-                    kept.append(s + j)
-                    arrays.append(res)
-            yield kept, (embedder.embed_arrays(np.stack(arrays)) if arrays else None), bad
+    for kept, arrays, bad in iter_decoded(paths, embedder.load, batch_size, workers):
+        yield (kept, (embedder.embed_arrays(np.stack(arrays)) if arrays else None),
+               [(i, exc.reason, str(exc)) for i, exc in bad])

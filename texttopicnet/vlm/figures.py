@@ -2,7 +2,8 @@
 
 - :func:`maps_figure`: images with their saliency maps overlaid (one column per image);
 - :func:`reconstructions_figure`: one row per topic (or target), its reconstruction frames;
-- :func:`overlay`: one uint8 RGB image with a map blended in a colour map (PNG overlays).
+- :func:`overlay`: one uint8 RGB image with a map blended in a colour map (PNG overlays);
+- :func:`image_row`: a row of finished images (the report's maps figure, from the overlays).
 
 Each function takes plain arrays and a path, writes the PNG atomically and returns the path,
 or ``None`` when there is nothing to draw.
@@ -84,4 +85,21 @@ def reconstructions_figure(rows: Mapping[str, Sequence[tuple[int, np.ndarray]]],
                 ax.set_title(f"it {it}", fontsize=7)
         axes[r, 0].text(-0.08, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def image_row(images: Sequence[np.ndarray], path: Path, titles: Sequence[str] | None = None,
+              title: str = "") -> Path | None:
+    """One row of images (e.g. the saved map overlays), titled; ``None`` when there is none."""
+    if not images:
+        return None
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.5), squeeze=False)
+    for j, img in enumerate(images):
+        axes[0, j].imshow(img)
+        axes[0, j].axis("off")
+        if titles is not None and j < len(titles):
+            axes[0, j].set_title(str(titles[j]), fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)

@@ -77,6 +77,18 @@ class ImageSource:
     def batch(self, indices, size: int) -> np.ndarray:
         return np.stack([self.crop(int(i), size) for i in indices])
 
+    def subset(self, n: int, seed: int = 0) -> ImageSource:
+        """At most ``n`` of the images (a seeded random choice, kept in order); ``self`` when n <= 0 or n >= len."""
+        if n <= 0 or n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        src = ImageSource([self.names[i] for i in keep], lambda i: self._load(int(keep[i])),
+                          lambda i: self._full(int(keep[i])), self.skipped,
+                          f"{self.description}, {n:,} of them (seed {seed})")
+        if hasattr(self, "paths"):
+            src.paths = [self.paths[i] for i in keep]
+        return src
+
 
 def _packed(path: Path) -> ImageSource:
     try:

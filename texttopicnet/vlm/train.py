@@ -53,6 +53,7 @@ class VLMConfig:
     pca_samples: int = 20_000
     pca_dims: int = 0              # 0: ceil(C/2) as the release; >0 fewer dims (our option: k^2 cost)
     stats_images: int = 0          # 0: every training image
+    max_images: int = 0            # 0: every image of the source; N: a seeded random N of them (demo speed)
     target_layers: tuple[str, ...] = ("fc7", "fc8")
     seed: int = 0
     log_every: int = 10
@@ -180,11 +181,12 @@ def train_vlm(net, net_info: dict, arch: str, source: ImageSource, out_dir: Path
     if cfg.batch_size < 1 or cfg.iterations < 1:
         raise UserError("batch_size and iterations must be positive")
     start, state = 0, None
+    source = source.subset(cfg.max_images, cfg.seed)
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
         saved = state.get("config", {})
         differs = {f.name for f in fields(cfg) if f.name not in RESUMABLE
-                   and _norm(saved.get(f.name)) != _norm(getattr(cfg, f.name))}
+                   and _norm(saved.get(f.name, f.default)) != _norm(getattr(cfg, f.name))}
         if differs:
             raise UserError(f"{ckpt_path} was written with other settings ({sorted(differs)}); "
                             "rerun with --force to start over")
