@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,35 +81,6 @@ def make_index(folder: Path, n: int, space_dir: Path, space) -> None:
     write_index(folder / "index", rows, items, Collection("folder", root, items, {}, "synthetic"),
                 network={"sha256": "random-seed0-k40", "source": "random", "arch": "caffenet", "num_outputs": DIM},
                 space=rec)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(index: Path, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, str(ROOT / "search" / "02_serve.py"), "--index", str(index),
-                             "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-
-
-def wait_healthy(proc, url: str, log: Path) -> float:
-    import httpx
-
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < SERVER_START_S:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-1500:]}")
-        try:
-            if httpx.get(url + "/api/health", timeout=5).status_code == 200:
-                return time.monotonic() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"server did not start in {SERVER_START_S} s")
 
 
 def queries(vocab: list[str], n_ids: int, count: int = 200) -> list[str]:
@@ -203,29 +172,21 @@ def naive_seconds_per_query(n: int, qs_vectors) -> float:
 def bench_size(workdir: Path, n: int, seconds: float, space_dir: Path, space) -> list[dict]:
     import httpx
 
+    from texttopicnet.search.process import ServerProcess
     from texttopicnet.search.query import query_vector
 
     folder = workdir / f"n{n}"
     make_index(folder, n, space_dir, space)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = folder / "server.log"
-    proc = start_server(folder / "index", port, log)
-    try:
-        start_s = wait_healthy(proc, url, log)
+    with ServerProcess(folder / "index", folder / "server.log") as server:
+        url = server.url
+        start_s = server.wait_healthy(SERVER_START_S)
         vocab = httpx.get(url + "/api/info", timeout=30).json()["example_words"]
         qs = queries(vocab, n)
         asyncio.run(load(url, qs, CLIENTS, min(2.0, seconds)))  # warm-up
         conc = asyncio.run(load(url, qs, CLIENTS, seconds))
         seq = asyncio.run(load(url, qs, 1, seconds / 2))
-        mem = server_memory_mb(proc.pid)
+        mem = server_memory_mb(server.pid)
         bad = bad_requests_answered(url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     vecs = [query_vector(space, q) for q in qs[:6] if "[img:" not in q][:3]
     naive = naive_seconds_per_query(n, vecs)
     ok = conc["errors"] == 0 and seq["errors"] == 0

@@ -35,6 +35,18 @@ def keep_first_voc_ids(main_dir: Path, split: str, n: int) -> None:
         f.write_text("\n".join(rows) + "\n")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one intra-op thread for the test (tiny tensors: fastest, and far faster on a busy machine);
+    use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real dataset samples in ../shared/data; tests using it skip when it is absent."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import load_script
+from PIL import Image as ImageRGBA
 from PIL import Image
 
 from texttopicnet.core import io, provenance
@@ -269,3 +270,34 @@ def test_default_lda_on_a_manifest_corpus(tmp_path):
     assert ((y.sum(axis=1) > 0) & (y.sum(axis=1) <= 1 + 1e-5)).all()
     interchange = io.read_json(run / "labels" / "training_labels3.json")
     assert set(interchange) == {Path(p).relative_to(photos).as_posix() for p, _ in captioned}
+
+
+def test_demo_corpus_captions_run_through_stage_1(demo_corpus, tmp_path):
+    """The generator's Captions/ manifest: every edge case it lists is counted by stage 1, transparency
+    is composited on white, and the kept count follows from the generator's own records."""
+    import json
+
+    from texttopicnet.data.images import load_rgb
+
+    summary = json.loads((demo_corpus / "synthetic.json").read_text())["manifest"]
+    manifest = demo_corpus / summary["manifest"]
+    out = tmp_path / "run"
+    assert build.main(["--corpus", f"manifest:{manifest}", "--out", str(out), "--workers", "1",
+                       "--no-progress"]) == 0
+    counts = io.read_json(out / "pairs" / "filter_counts.json")
+    edge = summary["edge_cases"]
+    removed = {k: v for k, v in counts["removed"].items() if v}
+    # read plainly: one line that is not JSON, one leaving the folder, one corrupt image, one Latin-1 caption
+    assert removed.get("bad_json") == len(edge["not_json"]) == 1
+    assert removed.get("outside_collection") == len(edge["outside"]) == 1
+    assert removed.get("corrupt") == len(edge["corrupt"]) == 1
+    assert removed.get("caption_not_utf8") == len(edge["non_utf8_caption"]) == 1
+    # stage 1 reads the train split (and unsplit lines) by default; every 5th image is test
+    assert removed.get("split_not_selected") == summary["images"] - summary["train_images"]
+    assert set(removed) == {"bad_json", "outside_collection", "corrupt", "caption_not_utf8", "split_not_selected"}
+    assert counts["kept"] == summary["train_images"] - 2
+    kept = {Path(line.split("\t")[0]).resolve() for line in io.read_lines(out / "pairs" / "pairs.tsv")}
+    rgba = [demo_corpus / p for p in edge["rgba_png"] if (demo_corpus / p).resolve() in kept]
+    assert rgba and all(ImageRGBA.open(p).mode == "RGBA" for p in rgba)
+    corner = __import__("numpy").asarray(load_rgb(rgba[0]))[0, 0]
+    assert tuple(int(c) for c in corner) == (255, 255, 255)  # transparent corner -> white

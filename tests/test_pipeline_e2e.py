@@ -45,6 +45,12 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
     for fig in ("loss_curve.png", "voc_ap_bars.png"):
         assert (run / "report" / "figures" / fig).stat().st_size > 1000
 
+    # the CNN-VLM section: its pasted-region table is the one 04_pasted_region_check.py wrote
+    paste = json.loads((run / "vlm_paste" / "trained" / "results.json").read_text())
+    assert "CNN-VLM" in report and paste["kinds"]
+    auc = next(iter(paste["kinds"].values()))["trained"]["auc"]
+    assert f"{auc:.3f}" in report
+
     # the demo ends with the command that serves its search index, pointing at this run
     first = capsys.readouterr().out
     assert (run / "search" / "index.json").is_file()
@@ -55,4 +61,4 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
     # a second run skips every stage
     assert pipeline.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 10  # every stage but the (always rebuilt) report
+    assert out.count("up to date, skipped") == 11  # every stage but the (always rebuilt) report

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import test_search_helpers as h
 
-ROOT = Path(__file__).resolve().parent.parent
+from texttopicnet.search.process import ServerProcess
+
 CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
                              shutil.which("chromium-browser"), shutil.which("google-chrome"))
                  if p and Path(p).is_file()), None)
@@ -49,35 +46,6 @@ def _skip_reason() -> str | None:
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(index: Path, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, str(ROOT / "search" / "02_serve.py"), "--index", str(index), "--port", str(port),
-           "--log-level", "warning"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-
-
-def wait_healthy(proc: subprocess.Popen, port: int, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited ({proc.returncode}): {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the server did not answer within {SERVER_START_S} s: {log.read_text()[-2000:]}")
-
-
 def make_driver(profile: Path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -95,17 +63,9 @@ def make_driver(profile: Path):
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("browser")
     index = Path(os.environ.get("TTN_SEARCH_INDEX") or h.tiny_index())
-    port = free_port()
-    log = base / "server.log"
-    proc = start_server(index, port, log)  # the test waits for it after Chromium started (both take seconds)
-    try:
-        yield f"http://127.0.0.1:{port}", proc, log, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    # The test waits for it after Chromium started (both take seconds).
+    with ServerProcess(index, base / "server.log") as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -143,8 +103,8 @@ def test_search_click_combine_upload_in_chromium(server, driver, tmp_path):
     import httpx
     from selenium.webdriver.common.keys import Keys
 
-    url, proc, log, port = server
-    wait_healthy(proc, port, log)
+    url = server.url
+    server.wait_healthy(SERVER_START_S)
     info = httpx.get(url + "/api/info", timeout=10).json()
     w0, w1 = info["example_words"][:2]
     driver.get(url + "/")
@@ -199,5 +159,5 @@ def test_search_click_combine_upload_in_chromium(server, driver, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     if os.environ.get("TTN_SCREENSHOT"):
         shutil.copy(shot, os.environ["TTN_SCREENSHOT"])
-    assert proc.poll() is None  # the server is still up
+    assert server.running()  # the server is still up
     assert httpx.get(url + "/api/health", timeout=10).json()["status"] == "ok"

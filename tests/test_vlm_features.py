@@ -12,13 +12,7 @@ from texttopicnet.networks import backbones
 from texttopicnet.vlm import features, saliency
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one intra-op thread is fastest, and far faster on a busy machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_caffenet_taps_are_pre_relu_and_stop_early():

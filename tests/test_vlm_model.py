@@ -9,13 +9,7 @@ import torch
 from texttopicnet.vlm import model as vm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one intra-op thread is fastest, and far faster on a busy machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sig(x):

@@ -15,13 +15,7 @@ from texttopicnet.vlm.naturalness import load_vlm
 from texttopicnet.weights.loading import load_network
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The language models are small: one intra-op thread is fastest, and far faster on a busy machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -195,6 +195,19 @@ def _retrieval_args(s: Settings, tag: str, weights: str) -> list[str]:
             + ["--data-root", str(s.data_root), "--device", s.device, "--seed", str(s.seed)])
 
 
+def _vlm_commands(s: Settings) -> list[tuple[str, list[str]]]:
+    """The demo's CNN-VLM (experiments/vlm/, demo presets: conv5, ~1 minute on 2 cores) on held-out images."""
+    images = str(s.data_root / "VOC2007" / "VOCdevkit" / "VOC2007" / "JPEGImages")
+    common = _common(s) + ["--device", s.device, "--no-progress"]
+    seed = ["--seed", str(s.seed)]
+    return [("experiments/vlm/01_train_vlm.py", common + seed),
+            ("experiments/vlm/02_maps.py", common + ["--images", images, "--limit", "6"]),  # deterministic
+            ("experiments/vlm/04_pasted_region_check.py", common + seed + ["--images", images, "--n", "60"]),
+            ("experiments/vlm/05_reconstruct.py", common + seed + ["--topic", "0", "1", "2", "3", "--iterations",
+                                                                   "15", "--save-every", "5", "--layer-weight",
+                                                                   "conv5=1"])]
+
+
 def _report_inline(s: Settings) -> None:
     from .report import build_report
 
@@ -234,9 +247,16 @@ def build_stages() -> list[Stage]:
         Stage("search", "search index of the demo images (words, images and their arithmetic)",
               lambda s: [("search/01_build_index.py",
                           _common(s) + ["--weights", str(s.trained_weights), "--space", str(s.space_dir),
-                                        "--images", f"folder:{s.data_root}", "--device", s.device,
+                                        # the ImageCLEF-layout pictures (the ones with articles)
+                                        "--images", f"folder:{s.data_root / 'ImageCLEF_Wikipedia' / 'images'}",
+                                        "--device", s.device,
                                         "--seed", str(s.seed), "--workers", str(s.workers)])],
               lambda s: [R(s, "search")], deps=("train", "lda", "corpus"), enabled=lambda s: s.dataset == "demo"),
+        Stage("vlm", "CNN-VLM on the trained network: naturalness maps, pasted-region check, topic reconstructions",
+              lambda s: _vlm_commands(s), lambda s: [R(s, f, "trained") for f in ("vlm", "vlm_maps", "vlm_paste",
+                                                                               "vlm_reconstruct")],
+              deps=("train", "corpus"), enabled=lambda s: s.dataset == "demo" and s.weights == "trained"
+              and s.arch == "caffenet"),
         Stage("report", "results report (markdown + HTML + figures)", lambda s: [],
               lambda s: [R(s, "report")], deps=("train", "voc_svm", "retrieval"), inline=_report_inline),
     ]

@@ -25,10 +25,26 @@ from texttopicnet.vlm import stages, train
 from texttopicnet.vlm.sources import open_source
 
 STAGE = "train_vlm"
+OVERRIDES = {  # the VLMConfig fields a command line may override, with their help
+    "layers": f"layers to model (demo: {' '.join(train.PRESETS['demo'].layers)}); 'data' is the input",
+    "iterations": "SGD updates (release: range(20000 + 1))",
+    "batch_size": "images per update, drawn with replacement (release: 16 AlexNet, 1 VGG)",
+    "lr": "learning rate (release: 10 AlexNet, 20 VGG; the loss is a mean)",
+    "momentum": "SGD momentum (release: 0.9)",
+    "step": "updates between x gamma decays, momentum reset (release: 5,000)",
+    "gamma": "learning-rate decay factor (release: 0.1)",
+    "optimizer": "'sgd' as the release; 'adam' is our option",
+    "pca_samples": "feature vectors sampled for PCA (release: 100,000)",
+    "pca_dims": "0: ceil(C/2) as the release; N: keep N components (faster)",
+    "stats_images": "images for the statistics (0: all, as the release)",
+    "max_images": "train on a seeded random N of the images (0: all)",
+    "cache_mb": "memory for caching every image's projected features (0: never)",
+    "log_every": "updates per log.jsonl row",
+    "checkpoint_every": "updates between checkpoints",
+}
 
 
 def build_parser():
-    d = train.PRESETS["demo"]
     p = cli.make_parser(__doc__, parents=[cli.io_parser(), cli.seed_parser(), cli.device_parser(),
                                           stages.threads_parser()])
     p.add_argument("--weights", default=None,
@@ -40,44 +56,24 @@ def build_parser():
                    help="training images: a folder (searched recursively), a packed/ folder or an images.npy "
                         "(default RUN/packed; the release used the 50,000 ILSVRC2012 validation images)")
     p.add_argument("--preset", default="demo", choices=sorted(train.PRESETS),
-                   help="'demo': CaffeNet conv1+conv2+conv5, 300 updates of 8 (lr 10, x0.1 after 200), minutes on a "
-                        "CPU; 'paper_caffenet': the "
+                   help="'demo': CaffeNet conv5 (32 PCA dims) on 200 of the images, 300 updates of 8 (lr 10, "
+                        "x0.1 after 200), about a minute on a CPU; 'paper_caffenet': the "
                         "release's AlexNet VLM (data+conv1..5, batch 16, lr 10, 20,001 updates, x0.1 every 5,000); "
                         "'paper_vgg16': its VGG setting (batch 1, lr 20) on VGG-16's last conv of each block")
-    g = p.add_argument_group("overrides of the preset (default: the preset's value)")
-    g.add_argument("--layers", nargs="+", help=f"layers to model (demo: {' '.join(d.layers)}); 'data' is the input")
-    g.add_argument("--iterations", type=int, help="SGD updates (release: range(20000 + 1))")
-    g.add_argument("--batch-size", type=int, help="images per update, drawn with replacement (release: 16 AlexNet, 1 VGG)")
-    g.add_argument("--lr", type=float, help="learning rate (release: 10 AlexNet, 20 VGG; the loss is a mean)")
-    g.add_argument("--momentum", type=float, help="SGD momentum (release: 0.9)")
-    g.add_argument("--step", type=int, help="updates between x gamma decays, momentum reset (release: 5,000)")
-    g.add_argument("--gamma", type=float, help="learning-rate decay factor (release: 0.1)")
-    g.add_argument("--optimizer", choices=("sgd", "adam"), help="'sgd' as the release; 'adam' is our option")
-    g.add_argument("--pca-samples", type=int, help="feature vectors sampled for PCA (release: 100,000)")
-    g.add_argument("--pca-dims", type=int, help="0: ceil(C/2) as the release; N: keep N components (faster)")
-    g.add_argument("--stats-images", type=int, help="images for the statistics (0: all, as the release)")
-    g.add_argument("--max-images", type=int, help="train on a seeded random N of the images (0: all)")
-    g.add_argument("--cache-mb", type=int, help="memory for caching every image's projected features (0: never)")
-    g.add_argument("--log-every", type=int, help="updates per log.jsonl row")
-    g.add_argument("--checkpoint-every", type=int, help="updates between checkpoints")
+    stages.add_overrides(p, train.PRESETS["demo"], OVERRIDES, choices={"optimizer": ("sgd", "adam")})
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def _config(args) -> train.VLMConfig:
-    over = {k: getattr(args, k) for k in ("layers", "iterations", "batch_size", "lr", "momentum", "step", "gamma",
-                                          "optimizer", "pca_samples", "pca_dims", "stats_images", "max_images", "cache_mb",
-                                          "log_every", "checkpoint_every")}
-    cfg = train.config_from(args.preset, seed=args.seed, **over)
+    cfg = train.config_from(args.preset, seed=args.seed, **stages.overrides(args, OVERRIDES))
     if cfg.log_every < 1 or cfg.checkpoint_every < 1 or cfg.step < 0 or cfg.pca_samples < 1:
         raise UserError("--log-every, --checkpoint-every and --pca-samples must be positive, --step >= 0")
     return cfg
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    cli.print_config(STAGE, args)
-    stages.apply_threads(args.threads)
+    args = stages.start(STAGE, build_parser(), argv)
     from texttopicnet.weights.loading import load_network
 
     cfg = _config(args)
@@ -90,12 +86,8 @@ def main(argv=None):
     tag = args.tag or ("random" if weights == "random" else "trained")
     out_dir = stages.vlm_dir(args.out, tag)
     settings = {**asdict(cfg), "images": str(Path(images).resolve())}
-    meta = provenance.read_meta(out_dir) or {}
-    if (not args.force and provenance.stage_is_done(out_dir, STAGE) and stages.same_settings(meta, settings)
-            and meta.get("weights", {}).get("sha256") == info["sha256"]):
-        cli.log(f"already done: {out_dir} (use --force to redo)")
+    if stages.already_done(out_dir, STAGE, settings, args.force, weights_sha256=info["sha256"]):
         return 0
-    provenance.invalidate(out_dir)
     if args.force and out_dir.is_dir():
         shutil.rmtree(out_dir)
     source = open_source(images, progress=not args.no_progress)

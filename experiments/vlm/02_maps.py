@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from texttopicnet.core import cli, provenance
 from texttopicnet.core.errors import UserError
-from texttopicnet.core.io import atomic_path, read_json, save_npy, sha256_file, write_json, write_lines
+from texttopicnet.core.io import read_json, save_npy, sha256_file, write_json, write_lines
 from texttopicnet.data.images import ImageReadError
 from texttopicnet.vlm import figures, stages
 from texttopicnet.vlm.sources import fit_size, open_source
@@ -53,18 +53,8 @@ def build_parser():
     return p
 
 
-def save_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
-
-
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    cli.print_config(STAGE, args)
-    stages.apply_threads(args.threads)
+    args = stages.start(STAGE, build_parser(), argv)
     from tqdm import tqdm
 
     from texttopicnet.vlm.naturalness import load_vlm
@@ -76,11 +66,8 @@ def main(argv=None):
     vlm_file = stages.vlm_path(args)
     settings = {"images": str(Path(images).resolve()), "layer": args.layer, "size": args.size,
                 "max_side": args.max_side, "limit": args.limit, "vlm_sha256": sha256_file(vlm_file)}
-    meta = provenance.read_meta(out_dir) or {}
-    if not args.force and provenance.stage_is_done(out_dir, STAGE) and stages.same_settings(meta, settings):
-        cli.log(f"already done: {out_dir} (use --force to redo)")
+    if stages.already_done(out_dir, STAGE, settings, args.force):
         return 0
-    provenance.invalidate(out_dir)
     # Maps already written are kept for a resumed run, but only when they were made the same way.
     stamp = out_dir / "settings.json"
     if args.force or (stamp.is_file() and read_json(stamp) != json.loads(json.dumps(settings))):
@@ -110,7 +97,7 @@ def main(argv=None):
         raw, sal = model.saliency(img[None], layer)
         save_npy(files[0], raw[0].astype(np.float32))
         save_npy(files[1], sal[0].astype(np.float32))
-        save_png(files[2], figures.overlay(img, sal[0]))
+        figures.save_png(files[2], figures.overlay(img, sal[0]))
         done.append(name)
         if want_fig:
             fig_imgs.append(img)

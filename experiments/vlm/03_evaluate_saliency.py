@@ -58,9 +58,7 @@ def render(result: dict, tag: str) -> str:
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    cli.print_config(STAGE, args)
-    stages.apply_threads(args.threads)
+    args = stages.start(STAGE, build_parser(), argv)
     from texttopicnet.vlm.naturalness import load_vlm
 
     if args.others < 1 or args.limit < 0 or args.max_side < 0:
@@ -70,11 +68,8 @@ def main(argv=None):
     out_dir = args.out / "vlm_saliency" / args.dataset / args.tag
     settings = {"dataset_dir": str(Path(folder).resolve()), "layer": args.layer, "others": args.others,
                 "max_side": args.max_side, "limit": args.limit, "seed": args.seed, "vlm_sha256": sha256_file(vlm_file)}
-    meta = provenance.read_meta(out_dir) or {}
-    if not args.force and provenance.stage_is_done(out_dir, STAGE) and stages.same_settings(meta, settings):
-        cli.log(f"already done: {out_dir} (use --force to redo)")
+    if stages.already_done(out_dir, STAGE, settings, args.force):
         return 0
-    provenance.invalidate(out_dir)
     ds = datasets.read_dataset(args.dataset, folder)
     cli.log(f"{args.dataset}: {len(ds.items):,} images at {ds.root}")
     model = load_vlm(vlm_file, weights=args.weights, device=cli.resolve_device(args.device))

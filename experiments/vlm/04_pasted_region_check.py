@@ -56,9 +56,7 @@ def render(result: dict, tag: str) -> str:
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    cli.print_config(STAGE, args)
-    stages.apply_threads(args.threads)
+    args = stages.start(STAGE, build_parser(), argv)
     from texttopicnet.vlm.naturalness import load_vlm
 
     if args.n < 1 or not 0 < args.frac < 1:
@@ -68,11 +66,8 @@ def main(argv=None):
     out_dir = args.out / "vlm_paste" / args.tag
     settings = {"images": str(Path(images).resolve()), "n": args.n, "kinds": args.kinds, "frac": args.frac,
                 "layer": args.layer, "seed": args.seed, "vlm_sha256": sha256_file(vlm_file)}
-    meta = provenance.read_meta(out_dir) or {}
-    if not args.force and provenance.stage_is_done(out_dir, STAGE) and stages.same_settings(meta, settings):
-        cli.log(f"already done: {out_dir} (use --force to redo)")
+    if stages.already_done(out_dir, STAGE, settings, args.force):
         return 0
-    provenance.invalidate(out_dir)
     model = load_vlm(vlm_file, weights=args.weights, device=cli.resolve_device(args.device))
     layer = args.layer or model.layers[-1]
     source = open_source(images, progress=not args.no_progress)

@@ -28,6 +28,14 @@ from texttopicnet.vlm import figures, reconstruct, stages
 from texttopicnet.vlm.sources import center_crop
 
 STAGE = "vlm_reconstruct"
+OVERRIDES = {  # the InversionConfig fields a command line may override, with their help
+    "target_layer": "layer whose activation is matched (release: fc8; also fc7, conv5 ...)",
+    "iterations": "optimiser steps (release: 1,000)",
+    "optimizer": "'sgd' as the release, 'adam' our option",
+    "lr": "learning rate (release: 2^19 for SGD on a mean loss)",
+    "lambda_vlm": "weight of the VLM prior against the target term (release: 10)",
+    "save_every": "iterations between saved frames",
+}
 
 
 def build_parser():
@@ -38,15 +46,9 @@ def build_parser():
     p.add_argument("--preset", choices=sorted(reconstruct.PRESETS), default="demo",
                    help="'paper': the release's SGD (lr 2^19, momentum 0.9, 1,000 iterations); 'demo': Adam, lr 4 "
                         "(pixel units), 200 iterations, minutes on a CPU")
-    g = p.add_argument_group("overrides of the preset (default: the preset's value)")
-    g.add_argument("--target-layer", help="layer whose activation is matched (release: fc8; also fc7, conv5 ...)")
-    g.add_argument("--iterations", type=int, help="optimiser steps (release: 1,000)")
-    g.add_argument("--optimizer", choices=("sgd", "adam"), help="'sgd' as the release, 'adam' our option")
-    g.add_argument("--lr", type=float, help="learning rate (release: 2^19 for SGD on a mean loss)")
-    g.add_argument("--lambda-vlm", type=float, help="weight of the VLM prior against the target term (release: 10)")
+    g = stages.add_overrides(p, reconstruct.PRESETS["paper"], OVERRIDES, choices={"optimizer": ("sgd", "adam")})
     g.add_argument("--layer-weight", nargs="+", metavar="LAYER=W",
                    help="per-layer VLM weights (default: conv1..conv5 = 1, .1, .01, 1e-3, 1e-4 as the release)")
-    g.add_argument("--save-every", type=int, help="iterations between saved frames")
     p.add_argument("--topic-eps", type=float, default=0.01,
                    help="a one-topic vector puts 1 - eps on the topic and eps elsewhere (as sigmoid outputs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -54,8 +56,7 @@ def build_parser():
 
 
 def _config(args) -> reconstruct.InversionConfig:
-    over = {k: getattr(args, k) for k in ("target_layer", "iterations", "optimizer", "lr", "lambda_vlm", "save_every")
-            if getattr(args, k) is not None}
+    over = stages.overrides(args, OVERRIDES)
     weights = {}
     for item in args.layer_weight or []:
         name, sep, value = item.partition("=")
@@ -71,20 +72,8 @@ def _config(args) -> reconstruct.InversionConfig:
     return cfg
 
 
-def save_png(path: Path, rgb) -> None:
-    from PIL import Image
-
-    from texttopicnet.core.io import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
-
-
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    cli.print_config(STAGE, args)
-    stages.apply_threads(args.threads)
+    args = stages.start(STAGE, build_parser(), argv)
     from texttopicnet.vlm.naturalness import load_vlm
 
     if not args.topic and not args.image:
@@ -94,11 +83,8 @@ def main(argv=None):
     out_dir = args.out / "vlm_reconstruct" / args.tag
     settings = {**asdict(cfg), "topics": args.topic, "topic_eps": args.topic_eps,
                 "images": [str(p.resolve()) for p in args.image or []], "vlm_sha256": sha256_file(vlm_file)}
-    meta = provenance.read_meta(out_dir) or {}
-    if not args.force and provenance.stage_is_done(out_dir, STAGE) and stages.same_settings(meta, settings):
-        cli.log(f"already done: {out_dir} (use --force to redo)")
+    if stages.already_done(out_dir, STAGE, settings, args.force):
         return 0
-    provenance.invalidate(out_dir)
     model = load_vlm(vlm_file, weights=args.weights, device=cli.resolve_device(args.device),
                      extra_layers=[cfg.target_layer])
     targets = [(f"topic_{k}", reconstruct.one_topic_target(model, k, cfg.target_layer, args.topic_eps))
@@ -114,8 +100,8 @@ def main(argv=None):
         cli.log(f"reconstructing {name} from {cfg.target_layer}")
         folder = out_dir / name
         result = reconstruct.invert(model, target, cfg, progress=not args.no_progress,
-                                    on_frame=lambda i, img, f=folder: save_png(f / f"frame_{i:05d}.png", img))
-        save_png(folder / "final.png", result["image"])
+                                    on_frame=lambda i, img, f=folder: figures.save_png(f / f"frame_{i:05d}.png", img))
+        figures.save_png(folder / "final.png", result["image"])
         write_lines(folder / "history.jsonl", [json.dumps(h) for h in result["history"]])
         rows[name] = result["frames"]
         outputs += [folder / "final.png", folder / "history.jsonl"]

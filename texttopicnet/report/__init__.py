@@ -201,6 +201,9 @@ def build_report(settings) -> Path:
     blocks += _svm_blocks(data, chance, fig_dir, paper)
     blocks += _retrieval_blocks(data, fig_dir, paper)
     blocks += _training_blocks(data, settings, fig_dir)
+    from ..vlm.report import report_blocks  # the CNN-VLM section, when the run has one
+
+    blocks += report_blocks(run_dir, fig_dir)
     blocks.append(("h", 2, "Stage timings"))
     stages = (data["pipeline"] or {}).get("stages", {})
     blocks.append(("table", ["stage", "seconds", "finished"],

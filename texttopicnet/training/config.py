@@ -149,8 +149,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # The demo's time budget for every architecture: its training step costs this many CaffeNet steps
 # (forward + backward + SGD, batch 8 at the registry's crop, 2 CPU threads, measured on this project's
-# 2-core machines), so the demo preset sees 1/cost of the images (decay at 3/4 of the run, as the
-# demo's CaffeNet schedule) and its training stage takes about as long as CaffeNet's.
+# 2-core machines), so the demo preset sees 1/cost of the images (decay at 3/4 of the run) and its
+# training stage takes about as long as CaffeNet's.
 DEMO_STEP_COST = {"caffenet": 1.0, "alexnet": 1.0, "googlenet": 4.0, "resnet50": 7.0, "vgg16": 7.0,
                   "densenet161": 15.0}
 

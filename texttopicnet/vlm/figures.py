@@ -32,6 +32,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def save_png(path: Path, rgb: np.ndarray) -> Path:
+    """An RGB uint8 array as a PNG file (written atomically, folders made)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+    return path
+
+
 def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.55, cmap: str = "jet") -> np.ndarray:
     """uint8 RGB: ``image`` blended with ``saliency`` ([0, 1], same height/width) in ``cmap``."""
     sal = np.clip(np.asarray(saliency, dtype=np.float64), 0.0, 1.0)

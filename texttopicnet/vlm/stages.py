@@ -17,6 +17,7 @@ import json
 import re
 from pathlib import Path
 
+from ..core import cli, provenance
 from ..core.errors import UserError
 
 DEMO_HELDOUT = Path("data") / "VOC2007" / "VOCdevkit" / "VOC2007" / "JPEGImages"
@@ -38,6 +39,26 @@ def vlm_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_overrides(parser: argparse.ArgumentParser, preset, helps: dict[str, str],
+                  choices: dict[str, tuple] | None = None):
+    """The group "overrides of the preset": ``--name`` (``_`` as ``-``) for each field of the config
+    ``preset`` named in ``helps``, typed as the preset's value (a tuple: one or more strings), default None
+    (the preset's value); :func:`overrides` reads the given ones back. Returns the group."""
+    g = parser.add_argument_group("overrides of the preset (default: the preset's value)")
+    for name, text in helps.items():
+        value = getattr(preset, name)
+        kw = {"nargs": "+"} if isinstance(value, tuple) else {"type": type(value)}
+        if name in (choices or {}):
+            kw["choices"] = choices[name]
+        g.add_argument("--" + name.replace("_", "-"), help=text, **kw)
+    return g
+
+
+def overrides(args, options) -> dict:
+    """The options of :func:`add_overrides` given on the command line, by name."""
+    return {k: getattr(args, k) for k in options if getattr(args, k) is not None}
+
+
 def vlm_path(args) -> Path:
     path = args.vlm or vlm_dir(args.out, args.tag) / "vlm.pt"
     if not Path(path).is_file():
@@ -51,12 +72,34 @@ def same_settings(meta: dict | None, settings: dict) -> bool:
     return bool(meta) and meta.get("settings") == json.loads(json.dumps(settings))
 
 
+def already_done(out_dir: Path, stage: str, settings: dict, force: bool = False, *,
+                 weights_sha256: str | None = None) -> bool:
+    """Whether ``out_dir`` holds a finished ``stage`` made with ``settings`` (and, when given, from the
+    network weights ``weights_sha256``): then it says so and the stage is skipped. Otherwise (or with
+    ``force``) the folder's record is invalidated, as the stage is about to (re)write it."""
+    meta = provenance.read_meta(out_dir) or {}
+    if (not force and provenance.stage_is_done(out_dir, stage) and same_settings(meta, settings)
+            and (weights_sha256 is None or meta.get("weights", {}).get("sha256") == weights_sha256)):
+        cli.log(f"already done: {out_dir} (use --force to redo)")
+        return True
+    provenance.invalidate(out_dir)
+    return False
+
+
 def threads_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads (0: torch's default, one per core). The language models run many "
                         "small steps: 1 is often faster, and much faster on a machine busy with other work")
     return p
+
+
+def start(stage: str, parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """A stage script's first steps: parse ``argv``, print the configuration, set the torch threads."""
+    args = parser.parse_args(argv)
+    cli.print_config(stage, args)
+    apply_threads(args.threads)
+    return args
 
 
 def apply_threads(n: int) -> None:

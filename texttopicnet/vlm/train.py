@@ -40,8 +40,8 @@ from .sources import ImageSource
 
 @dataclass(frozen=True)
 class VLMConfig:
-    # Demo defaults: CaffeNet conv1, conv2 and conv5 (one layer per scale), 300 updates of 8 images,
-    # the release's lr 10 and momentum, x0.1 after 200 updates; minutes on a CPU.
+    # Field defaults: CaffeNet conv1, conv2 and conv5 (one layer per scale), 300 updates of 8 images,
+    # the release's lr 10 and momentum, x0.1 after 200 updates; many minutes on a CPU (conv1's 55x55 map).
     layers: tuple[str, ...] = ("conv1", "conv2", "conv5")
     batch_size: int = 8
     iterations: int = 300
@@ -66,7 +66,9 @@ class VLMConfig:
 # PCA on 100,000 samples; layers: data + conv1..conv5 (AlexNet), data + last conv of each block
 # (VGG-19 conv*_4 -> VGG-16 conv*_3 here; conv*_1 is the other released VLM).
 PRESETS: dict[str, VLMConfig] = {
-    "demo": VLMConfig(),
+    # Demo (the pipeline's stage, ~1 minute on 2 cores): conv5 only with 32 PCA dims, 200 of the images.
+    # On the demo corpus more updates (1,000) or adding conv2 did not move the pasted-region AUC.
+    "demo": VLMConfig(layers=("conv5",), pca_dims=32, max_images=200),
     "paper_caffenet": VLMConfig(layers=("data", "conv1", "conv2", "conv3", "conv4", "conv5"), batch_size=16,
                                 iterations=20_001, lr=10.0, step=5_000, pca_samples=100_000,
                                 checkpoint_every=1_000, log_every=100),

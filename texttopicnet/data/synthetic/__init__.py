@@ -1,8 +1,8 @@
 """The embedded demo corpus: a small multimodal corpus in the three real dataset layouts.
 
 ``generate(out_dir, seed=0, scale=1.0)`` writes ``out_dir/ImageCLEF_Wikipedia/``,
-``out_dir/VOC2007/VOCdevkit/VOC2007/`` and ``out_dir/Wikipedia/`` (readable by
-:mod:`texttopicnet.data.readers`) plus ``out_dir/synthetic.json`` (seed, scale, counts,
+``out_dir/VOC2007/VOCdevkit/VOC2007/``, ``out_dir/Wikipedia/`` and ``out_dir/Captions/`` (a
+captioned-image corpus in the manifest format; readable by :mod:`texttopicnet.data.readers`) plus ``out_dir/synthetic.json`` (seed, scale, counts,
 edge-case paths, a digest of every file) and returns that summary. The same seed and
 scale give byte-identical files, whatever the number of worker processes.
 
@@ -27,6 +27,7 @@ import numpy as np
 from ...core.errors import UserError
 from ...core.io import write_json
 from .layout_imageclef import plan_imageclef
+from .layout_manifest import plan_manifest
 from .layout_voc import plan_voc
 from .layout_wikipedia import plan_wikipedia
 from .plan import ImageJob, Plan
@@ -36,8 +37,8 @@ from .vocab import SUBJECTS
 
 __all__ = ["generate", "build_plan", "SUBJECTS", "FOLDERS", "SUMMARY_NAME", "VERSION"]
 
-VERSION = 2  # 2: subjects drawn as motifs (shape, texture, layout) in random colours
-FOLDERS = ("ImageCLEF_Wikipedia", "VOC2007", "Wikipedia")
+VERSION = 3  # 2: subjects drawn as motifs (shape, texture, layout) in random colours; 3: + Captions/
+FOLDERS = ("ImageCLEF_Wikipedia", "VOC2007", "Wikipedia", "Captions")
 SUMMARY_NAME = "synthetic.json"
 # Below this many images a process pool costs more than it saves.
 _POOL_MIN_IMAGES = 64
@@ -49,6 +50,7 @@ def build_plan(seed: int, scale: float) -> Plan:
     plan_imageclef(plan, np.random.default_rng([seed, 1]), scale)
     plan_voc(plan, np.random.default_rng([seed, 2]), scale)
     plan_wikipedia(plan, np.random.default_rng([seed, 3]), scale, seed)
+    plan_manifest(plan, np.random.default_rng([seed, 4]), scale)
     return plan
 
 

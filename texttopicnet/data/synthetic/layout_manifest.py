@@ -11,7 +11,7 @@ Like captioned web images: captions are a few words (hashtag-style tags for some
 images share a caption word, and the images are small (64 to 200 px on a side); some are
 PNG with an alpha channel (transparent background) or with a palette. Also, each at least
 once: a line that is not JSON, a line whose image path leaves the folder (refused as
-``outside_collection``), a corrupt image and a caption that is not UTF-8.
+``outside_collection``), a corrupt image and a caption file that is not UTF-8 (stage 1 counts it, never guesses).
 ``python lda/01_build_train_dict.py --corpus manifest:RUN/data/Captions/manifest.jsonl``
 reads it; ``run_pipeline.py --corpus manifest:...`` trains on it.
 """
@@ -49,7 +49,7 @@ def plan_manifest(plan: Plan, rng: np.random.Generator, scale: float) -> None:
         ext = "png" if kind != "jpg" else "jpg"
         rel = f"images/{i // 100}/{i}.{ext}"
         side = int(rng.integers(64, 201))
-        w, h = side, int(side * rng.uniform(0.75, 1.33))
+        w, h = side, max(64, int(side * rng.uniform(0.75, 1.33)))  # >= 64: stage 1's --min-side for manifests
         mode = {"rgba_png": "RGBA", "palette_png": "P"}.get(kind, "RGB")
         damage = "garbage" if i == 7 else None
         plan.image(f"{ROOT}/{rel}", ImageSpec(seed=new_seed(rng), width=w, height=h, weights=jitter(rng, weights),
@@ -63,7 +63,7 @@ def plan_manifest(plan: Plan, rng: np.random.Generator, scale: float) -> None:
                   "categories": sorted(weights), "split": "test" if i % 5 == 0 else "train"}
         if i % 6 == 3:  # captions in files, as a folder-of-captions corpus has them
             cap_rel = f"captions/{i}.txt"
-            if i == 9:  # Latin-1 bytes: read with replacement, counted by the reader
+            if i == 9:  # Latin-1 bytes: refused and counted by stage 1 (caption_not_utf8)
                 plan.text(f"{ROOT}/{cap_rel}", caption + " caf\u00e9", encoding="latin-1")
                 edge["non_utf8_caption"].append(f"{ROOT}/{cap_rel}")
             else:
@@ -79,5 +79,6 @@ def plan_manifest(plan: Plan, rng: np.random.Generator, scale: float) -> None:
                                  "text": "a path leaving the corpus folder"}))
     edge["outside"].append("line 12")
     plan.text(f"{ROOT}/manifest.jsonl", "\n".join(lines) + "\n")
-    plan.summary["manifest"] = {"lines": len(lines), "images": n, "edge_cases": edge,
+    plan.summary["manifest"] = {"lines": len(lines), "images": n, "train_images": n - len(range(0, n, 5)),
+                                "edge_cases": edge,
                                 "manifest": f"{ROOT}/manifest.jsonl"}

@@ -34,7 +34,8 @@ class ImageSpec:
     weights: tuple[tuple[str, float], ...]              # (subject, weight) pairs, weights sum to ~1
     faint: tuple[str, ...] = ()                         # subjects drawn small and faint ("difficult")
     fmt: str = "JPEG"                                   # "JPEG" or "PNG"
-    mode: str = "RGB"                                   # final mode: RGB, L (grayscale), CMYK, P (palette)
+    mode: str = "RGB"                                   # final mode: RGB, L (grayscale), CMYK, P (palette),
+                                                        # RGBA (transparent outside a centred ellipse)
     quality: int | None = None                          # JPEG quality; None = random 70..95
 
 
@@ -75,6 +76,10 @@ def encode(spec: ImageSpec) -> bytes:
         im = im.convert("CMYK")
     elif spec.mode == "P":
         im = im.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    elif spec.mode == "RGBA":  # a cut-out, as logos and stickers on the web: transparent corners
+        yy, xx = np.mgrid[0:im.height, 0:im.width]
+        inside = ((xx - im.width / 2) / (0.48 * im.width)) ** 2 + ((yy - im.height / 2) / (0.48 * im.height)) ** 2 <= 1
+        im.putalpha(Image.fromarray(np.where(inside, 255, 0).astype(np.uint8), "L"))
     buf = io.BytesIO()
     if spec.fmt == "PNG":
         im.save(buf, format="PNG", optimize=False)
