@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 from texttopicnet.core.io import read_json, write_json, write_text  # noqa: E402
 from texttopicnet.core.provenance import git_commit, library_versions  # noqa: E402
 
-MODULES = ("datasets", "text", "text_spaces", "cnn", "experiments", "caffe_import", "instance", "search")
+MODULES = ("datasets", "text", "text_spaces", "cnn", "experiments", "caffe_import", "instance", "search", "vlm")
 
 
 def machine_description() -> str:

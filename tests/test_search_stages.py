@@ -74,7 +74,8 @@ def test_pipeline_search_stage_and_serve_command(tmp_path, monkeypatch):
     st = stages["search"]
     assert st.enabled(s) and not st.enabled(pipeline.paper_settings(tmp_path / "p", tmp_path / "data"))
     (script, argv), = st.commands(s)
-    assert script == "search/01_build_index.py" and argv[argv.index("--images") + 1] == f"folder:{s.data_root}"
+    assert script == "search/01_build_index.py"
+    assert argv[argv.index("--images") + 1] == f"folder:{s.data_root / 'ImageCLEF_Wikipedia' / 'images'}"
     assert argv[argv.index("--weights") + 1] == str(s.trained_weights)
     assert st.outputs(s) == [s.run_dir / "search"] and set(st.deps) == {"train", "lda", "corpus"}
 
