@@ -38,12 +38,7 @@ TINY = ["--total-images", "4", "--batch-size", "2", "--checkpoint-every", "100",
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny tensors, shared 2-core machine
 
 
 def _store(base: Path, labels_of=lambda y: y) -> Path:

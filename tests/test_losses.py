@@ -16,12 +16,7 @@ from texttopicnet.training import losses
 from texttopicnet.training.losses import build_loss
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny tensors, shared 2-core machine
 
 
 def batch(n=6, k=8, seed=0, zero_row=False):
