@@ -109,6 +109,24 @@ def arch_parser(default: str | None = None, help_extra: str | None = None) -> ar
     return p
 
 
+def threads_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default, one per core). Many small tensor operations run "
+                        "faster on 1, and much faster on a machine busy with other work (idle threads spin)")
+    return p
+
+
+def apply_threads(n: int) -> None:
+    """Set torch's intra-op threads from ``--threads`` (0 leaves torch's default)."""
+    if n < 0:
+        raise UserError("--threads must be 0 (default) or positive")
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def device_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--device", default="auto",

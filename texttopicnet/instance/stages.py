@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core.cli import apply_threads  # noqa: F401  (the stage scripts use it from here)
+from ..core.cli import threads_parser as threads_option  # noqa: F401
 from ..core.errors import UserError
 from ..networks import backbones
 from ..weights.loading import load_network
@@ -61,23 +63,6 @@ def extraction_options() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=int, default=PAPER_SHORT, help="short side in 'paper' mode (paper: 720)")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (one shape per batch)")
     return p
-
-
-def threads_option() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (0: torch's default, all cores). On a machine shared with other jobs, 1 "
-                        "avoids the spinning of idle threads that makes small tensor operations many times slower")
-    return p
-
-
-def apply_threads(n: int) -> None:
-    import torch
-
-    if n < 0:
-        raise UserError("--threads must be 0 (default) or positive")
-    if n:
-        torch.set_num_threads(n)
 
 
 def size_rule(args) -> SizeRule:

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from ..core import cli, provenance
+from ..core.cli import apply_threads, threads_parser  # noqa: F401  (the stage scripts use them from here)
 from ..core.errors import UserError
 
 DEMO_HELDOUT = Path("data") / "VOC2007" / "VOCdevkit" / "VOC2007" / "JPEGImages"
@@ -86,29 +87,12 @@ def already_done(out_dir: Path, stage: str, settings: dict, force: bool = False,
     return False
 
 
-def threads_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads (0: torch's default, one per core). The language models run many "
-                        "small steps: 1 is often faster, and much faster on a machine busy with other work")
-    return p
-
-
 def start(stage: str, parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """A stage script's first steps: parse ``argv``, print the configuration, set the torch threads."""
     args = parser.parse_args(argv)
     cli.print_config(stage, args)
     apply_threads(args.threads)
     return args
-
-
-def apply_threads(n: int) -> None:
-    if n < 0:
-        raise UserError("--threads must be >= 0")
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 def safe_name(name: str) -> str:
