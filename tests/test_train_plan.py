@@ -66,10 +66,10 @@ def test_schedule_halves_with_twice_the_processes_and_explicit_iterations_stay()
 
 def test_demo_preset_and_overrides():
     demo, sched = resolved(make_config("demo"), world_size=1)
-    # The demo: 320 iterations of 16, decay at 288 (9/10 of the run).
-    assert (demo.iterations, demo.batch_size, demo.step_size, demo.base_lr) == (320, 16, 288, 0.016)
+    # The demo: 480 iterations of 16, decay at 432 (9/10 of the run).
+    assert (demo.iterations, demo.batch_size, demo.step_size, demo.base_lr) == (480, 16, 432, 0.016)
     assert sched.effective_lr == pytest.approx(0.016 * 16 / 64)
-    assert demo.iterations * demo.batch_size <= 5120  # ~5 minutes at ~16 img/s on 2 cores (pipeline < 10 min)
+    assert demo.iterations * demo.batch_size <= 7680  # ~6 minutes at ~22 img/s on 2 cores (pipeline < 10 min)
     assert demo.crop == 227 and demo.dropout == 0.5  # the architecture and input are the paper's
     assert make_config("demo", iterations=7, amp=None).iterations == 7
     with pytest.raises(UserError, match="unknown preset"):
@@ -225,9 +225,9 @@ def test_demo_preset_keeps_its_minutes_for_costlier_networks():
     caffe, _ = resolved(make_config("demo"))
     r50, _ = resolved(make_config("demo", arch="resnet50"))
     cost = DEMO_STEP_COST["resnet50"]
-    assert (r50.iterations, r50.batch_size, r50.base_lr) == (round(320 / cost), 16, 0.016)
+    assert (r50.iterations, r50.batch_size, r50.base_lr) == (round(480 / cost), 16, 0.016)
     assert r50.step_size == round(0.75 * r50.iterations) and r50.eval_images == round(128 / cost)
     assert r50.iterations * cost == pytest.approx(caffe.iterations, rel=0.05)  # the same CPU minutes
-    assert resolved(make_config("demo", arch="alexnet"))[0].iterations == 320  # as costly as CaffeNet
+    assert resolved(make_config("demo", arch="alexnet"))[0].iterations == 480  # as costly as CaffeNet
     assert resolved(make_config("demo", arch="resnet50", iterations=9))[0].iterations == 9  # given: kept
     assert resolved(make_config("paper", arch="resnet50"))[0].iterations == 160_000  # the paper's is the paper's
