@@ -101,9 +101,12 @@ class Settings:
     @property
     def configuration(self) -> dict:
         """What a side-by-side comparison of runs lists (report/compare.py)."""
-        return {"corpus": self.corpus, "space": self.space, "target": self.target or (
-            "distribution" if self.space == "lda" else "minshift_l2"), "arch": self.arch, "loss": self.loss,
-            "weights": self.weights, "seed": self.seed}
+        from .text.spaces import default_target, space_class
+
+        return {"corpus": self.corpus, "space": self.space,
+                "target": self.target or default_target(space_class(self.space).kind), "arch": self.arch,
+                "loss": self.loss,
+                "weights": self.weights, "seed": self.seed}
 
     @property
     def tags(self) -> list[tuple[str, str]]:
