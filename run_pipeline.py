@@ -67,6 +67,9 @@ def build_parser():
                    help="the network trained (caffenet: the paper's)")
     g.add_argument("--loss", default="sigmoid_ce", choices=list(LOSSES),
                    help="training loss (sigmoid_ce: the paper's)")
+    p.add_argument("--vlm-preset", default="demo", choices=("demo", "demo_long"),
+                   help="the CNN-VLM stage's preset: 'demo' (conv5, ~40 s) keeps the demo within 10 minutes; "
+                        "'demo_long' (conv1+conv3, ~18 min on 2 cores) is the README's pasted-region check")
     p.add_argument("--compare", nargs="+", type=Path, metavar="RUN",
                    help="write a side-by-side report of finished run folders (configuration and results) "
                         "to the first one's report/compare.md, and stop")
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
     common = dict(seed=args.seed, workers=args.workers, device=args.device, weights=args.weights,
                   pretrained_dir=args.pretrained_dir.resolve(), train_overrides=tuple(args.train_arg),
                   corpus=args.corpus, space=args.space, space_options=tuple(args.space_option), target=args.target,
-                  arch=args.arch, loss=args.loss)
+                  arch=args.arch, loss=args.loss, vlm_preset=args.vlm_preset)
     if args.dataset == "demo":
         settings = demo_settings(out.resolve(), data_root=(args.data_root or out / "data").resolve(),
                                  scale=args.scale, **common)

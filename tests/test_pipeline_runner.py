@@ -169,6 +169,11 @@ def test_configuration_reaches_every_stage_command(tmp_path):
     flat = [a for st in build_stages() if st.enabled(d) for _, argv in st.commands(d) for a in argv]
     assert not {"--corpus", "--space", "--target", "--arch", "--loss"} & set(flat) - {"--space"}
     assert "--lda" in flat and flat[flat.index("--layers") + 1:flat.index("--layers") + 4] == ["pool5", "fc6", "fc7"]
+    vlm_train = dict(next(st for st in build_stages() if st.name == "vlm").commands(d))["experiments/vlm/01_train_vlm.py"]
+    assert "--preset" not in vlm_train  # the script's own default: the quick demo preset
+    long = dict(next(st for st in build_stages() if st.name == "vlm").commands(
+        demo_settings(tmp_path, vlm_preset="demo_long")))["experiments/vlm/01_train_vlm.py"]
+    assert long[long.index("--preset") + 1] == "demo_long"
 
 
 def test_published_weights_refuse_another_configuration(tmp_path, capsys):

@@ -104,3 +104,10 @@ def test_release_schedule_decays_after_every_step_updates():
     assert train.lr_at(cfg, 0) == (10.0, 0) and train.lr_at(cfg, 5000) == (10.0, 0)
     assert train.lr_at(cfg, 5001)[0] == pytest.approx(1.0) and train.lr_at(cfg, 20000)[0] == pytest.approx(1e-2)
     assert train.PRESETS["paper_vgg16"].batch_size == 1 and train.PRESETS["paper_vgg16"].lr == 20.0
+
+
+def test_step_zero_means_a_constant_learning_rate():
+    # demo_long trains with Adam at one lr for all its updates: no decay at any iteration
+    cfg = train.PRESETS["demo_long"]
+    assert cfg.step == 0 and cfg.optimizer == "adam" and cfg.layers == ("conv1", "conv3")
+    assert {train.lr_at(cfg, i) for i in (0, 1, 999, cfg.iterations - 1)} == {(cfg.lr, 0)}

@@ -73,6 +73,7 @@ class Settings:
     target: str | None = None        # vector spaces: minshift_l2 (default) | minshift_max
     arch: str = "caffenet"
     loss: str = "sigmoid_ce"
+    vlm_preset: str = "demo"         # experiments/vlm/01_train_vlm.py --preset (demo_long: the pasted-region check)
 
     @property
     def trained_weights(self) -> Path:
@@ -203,7 +204,8 @@ def _vlm_commands(s: Settings) -> list[tuple[str, list[str]]]:
     images = str(s.data_root / "VOC2007" / "VOCdevkit" / "VOC2007" / "JPEGImages")
     common = _common(s) + ["--device", s.device, "--no-progress"]
     seed = ["--seed", str(s.seed)]
-    return [("experiments/vlm/01_train_vlm.py", common + seed),
+    preset = ["--preset", s.vlm_preset] if s.vlm_preset != "demo" else []
+    return [("experiments/vlm/01_train_vlm.py", common + seed + preset),
             ("experiments/vlm/02_maps.py", common + ["--images", images, "--limit", "6"]),  # deterministic
             ("experiments/vlm/04_pasted_region_check.py", common + seed + ["--images", images, "--n", "60"]),
             ("experiments/vlm/05_reconstruct.py", common + seed + ["--topic", "0", "1", "2", "3", "--iterations",

@@ -57,7 +57,8 @@ def build_parser():
                         "(default RUN/packed; the release used the 50,000 ILSVRC2012 validation images)")
     p.add_argument("--preset", default="demo", choices=sorted(train.PRESETS),
                    help="'demo': CaffeNet conv5 (32 PCA dims) on 200 of the images, 300 updates of 8 (lr 10, "
-                        "x0.1 after 200), about a minute on a CPU; 'paper_caffenet': the "
+                        "x0.1 after 200), about a minute on a CPU; 'demo_long': conv1+conv3, Adam lr 1e-3, 4,000 "
+                        "updates on every image, ~18 minutes (the README's pasted-region check); 'paper_caffenet': the "
                         "release's AlexNet VLM (data+conv1..5, batch 16, lr 10, 20,001 updates, x0.1 every 5,000); "
                         "'paper_vgg16': its VGG setting (batch 1, lr 20) on VGG-16's last conv of each block")
     stages.add_overrides(p, train.PRESETS["demo"], OVERRIDES, choices={"optimizer": ("sgd", "adam")})
@@ -77,6 +78,7 @@ def main(argv=None):
     from texttopicnet.weights.loading import load_network
 
     cfg = _config(args)
+    cli.log(f"preset {args.preset} with the overrides, resolved: {asdict(cfg)}")
     device = cli.resolve_device(args.device)
     weights = args.weights or str(args.out / "train" / "model.safetensors")
     if weights != "random" and not Path(weights).is_file():

@@ -109,8 +109,10 @@ def main(argv=None):
         cli.log(f"  {name}: loss {result['history'][0]['loss']:.4g} -> {last['loss']:.4g} "
                 f"(target {last['target_loss']:.4g}, VLM {last['vlm_loss']:.4g})")
     fig = figures.reconstructions_figure(rows, out_dir / "reconstructions.png",
-                                         title=f"Reconstructions from {cfg.target_layer} with the VLM prior "
-                                               f"({model.arch}, {', '.join(model.layers)})")
+                                         title=f"Reconstructions from {cfg.target_layer} "
+                                               + (f"with the VLM prior x{cfg.lambda_vlm:g} ({model.arch}, "
+                                                  f"{', '.join(model.layers)})" if cfg.lambda_vlm else
+                                                  f"without the VLM prior ({model.arch})"))
     provenance.write_meta(out_dir, STAGE, args, inputs=[vlm_file], outputs=[*outputs, fig],
                           extra={"settings": settings, "targets": [n for n, _ in targets]})
     return 0
