@@ -172,8 +172,10 @@ def test_configuration_reaches_every_stage_command(tmp_path):
     vlm_train = dict(next(st for st in build_stages() if st.name == "vlm").commands(d))["experiments/vlm/01_train_vlm.py"]
     assert "--preset" not in vlm_train  # the script's own default: the quick demo preset
     long = dict(next(st for st in build_stages() if st.name == "vlm").commands(
-        demo_settings(tmp_path, vlm_preset="demo_long")))["experiments/vlm/01_train_vlm.py"]
-    assert long[long.index("--preset") + 1] == "demo_long"
+        demo_settings(tmp_path, vlm_preset="demo_long")))
+    train = long["experiments/vlm/01_train_vlm.py"]
+    assert train[train.index("--preset") + 1] == "demo_long"
+    assert "--layer-weight" not in long["experiments/vlm/05_reconstruct.py"]  # demo_long has no conv5 to weight
 
 
 def test_published_weights_refuse_another_configuration(tmp_path, capsys):

@@ -200,17 +200,21 @@ def _retrieval_args(s: Settings, tag: str, weights: str) -> list[str]:
 
 
 def _vlm_commands(s: Settings) -> list[tuple[str, list[str]]]:
-    """The demo's CNN-VLM (experiments/vlm/, demo presets: conv5, ~1 minute on 2 cores) on held-out images."""
+    """The demo's CNN-VLM (experiments/vlm/) on held-out images: the quick conv5 preset (~1 minute on 2 cores),
+    or ``demo_long`` (conv1+conv3, ~20 minutes), which also gets the README's check and reconstruction sizes."""
     images = str(s.data_root / "VOC2007" / "VOCdevkit" / "VOC2007" / "JPEGImages")
     common = _common(s) + ["--device", s.device, "--no-progress"]
     seed = ["--seed", str(s.seed)]
-    preset = ["--preset", s.vlm_preset] if s.vlm_preset != "demo" else []
-    return [("experiments/vlm/01_train_vlm.py", common + seed + preset),
+    if s.vlm_preset == "demo":
+        # a conv5-only VLM: its prior is conv5's, and 15 inversion steps keep the stage short
+        train, n_paste, inversion = [], "60", ["--iterations", "15", "--save-every", "5", "--layer-weight", "conv5=1"]
+    else:
+        # the release's per-layer prior weights and the inversion preset's 200 steps
+        train, n_paste, inversion = ["--preset", s.vlm_preset], "200", ["--save-every", "50"]
+    return [("experiments/vlm/01_train_vlm.py", common + seed + train),
             ("experiments/vlm/02_maps.py", common + ["--images", images, "--limit", "6"]),  # deterministic
-            ("experiments/vlm/04_pasted_region_check.py", common + seed + ["--images", images, "--n", "60"]),
-            ("experiments/vlm/05_reconstruct.py", common + seed + ["--topic", "0", "1", "2", "3", "--iterations",
-                                                                   "15", "--save-every", "5", "--layer-weight",
-                                                                   "conv5=1"])]
+            ("experiments/vlm/04_pasted_region_check.py", common + seed + ["--images", images, "--n", n_paste]),
+            ("experiments/vlm/05_reconstruct.py", common + seed + ["--topic", "0", "1", "2", "3", *inversion])]
 
 
 def _report_inline(s: Settings) -> None:
