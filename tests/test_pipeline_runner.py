@@ -218,3 +218,18 @@ def test_compare_runs_side_by_side(tmp_path):
     assert rows["seconds: train"] == ["12.5", "12.5"]
     with pytest.raises(Exception, match="pipeline.json"):
         compare_runs([a, tmp_path / "nothing"])
+
+
+def test_the_report_depends_on_every_stage_before_it():
+    """The report summarises the whole run: each other stage is upstream of it, so rerunning any of them (e.g.
+    the vlm stage with --vlm-preset demo_long) makes the report stale."""
+    from texttopicnet.pipeline import build_stages
+
+    stages = {st.name: st for st in build_stages()}
+    upstream, todo = set(), ["report"]
+    while todo:
+        for d in stages[todo.pop()].deps:
+            if d not in upstream:
+                upstream.add(d)
+                todo.append(d)
+    assert upstream == set(stages) - {"report"}

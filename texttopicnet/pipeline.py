@@ -267,7 +267,9 @@ def build_stages() -> list[Stage]:
               deps=("train", "corpus"), enabled=lambda s: s.dataset == "demo" and s.weights == "trained"
               and s.arch == "caffenet"),
         Stage("report", "results report (markdown + HTML + figures)", lambda s: [],
-              lambda s: [R(s, "report")], deps=("train", "voc_svm", "retrieval"), inline=_report_inline),
+              # every stage the report draws from: a rerun one (say vlm with another preset) redoes the report
+              lambda s: [R(s, "report")], deps=("train", "voc_svm", "retrieval", "search", "vlm"),
+              inline=_report_inline),
     ]
     return stages
 
