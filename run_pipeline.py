@@ -30,6 +30,7 @@ from texttopicnet.pipeline import STAGE_NAMES, Runner, demo_settings, ensure_wor
 from texttopicnet.report.compare import compare_runs
 from texttopicnet.text.spaces import SPACES
 from texttopicnet.training.losses import LOSSES
+from texttopicnet.vlm.train import PRESETS as VLM_PRESETS
 
 PAPER_DATA = ("ImageCLEF_Wikipedia", "VOC2007", "Wikipedia")
 
@@ -67,7 +68,7 @@ def build_parser():
                    help="the network trained (caffenet: the paper's)")
     g.add_argument("--loss", default="sigmoid_ce", choices=list(LOSSES),
                    help="training loss (sigmoid_ce: the paper's)")
-    p.add_argument("--vlm-preset", default="demo", choices=("demo", "demo_long"),
+    p.add_argument("--vlm-preset", default="demo", choices=[n for n in VLM_PRESETS if n.startswith("demo")],
                    help="the CNN-VLM stage's preset: 'demo' (conv5, ~40 s) keeps the demo within 10 minutes; "
                         "'demo_long' (conv1+conv3, ~18 min on 2 cores) is the README's pasted-region check")
     p.add_argument("--compare", nargs="+", type=Path, metavar="RUN",

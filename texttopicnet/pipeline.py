@@ -207,13 +207,14 @@ def _vlm_commands(s: Settings) -> list[tuple[str, list[str]]]:
     seed = ["--seed", str(s.seed)]
     if s.vlm_preset == "demo":
         # a conv5-only VLM: its prior is conv5's, and 15 inversion steps keep the stage short
-        train, n_paste, inversion = [], "60", ["--iterations", "15", "--save-every", "5", "--layer-weight", "conv5=1"]
+        train, paste, inversion = [], ["--n", "60"], ["--iterations", "15", "--save-every", "5",
+                                                      "--layer-weight", "conv5=1"]
     else:
-        # the release's per-layer prior weights and the inversion preset's 200 steps
-        train, n_paste, inversion = ["--preset", s.vlm_preset], "200", ["--save-every", "50"]
+        # the scripts' own defaults: 200 images per kind, the release's per-layer prior weights, 200 steps
+        train, paste, inversion = ["--preset", s.vlm_preset], [], ["--save-every", "50"]
     return [("experiments/vlm/01_train_vlm.py", common + seed + train),
             ("experiments/vlm/02_maps.py", common + ["--images", images, "--limit", "6"]),  # deterministic
-            ("experiments/vlm/04_pasted_region_check.py", common + seed + ["--images", images, "--n", n_paste]),
+            ("experiments/vlm/04_pasted_region_check.py", common + seed + ["--images", images, *paste]),
             ("experiments/vlm/05_reconstruct.py", common + seed + ["--topic", "0", "1", "2", "3", *inversion])]
 
 
